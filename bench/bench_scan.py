@@ -1,0 +1,106 @@
+"""Scan throughput and memory.
+
+Prints records/s for `scan` on 1M synthetic Asterisk records, the ratio of its time to
+a bare ``polars.read_csv`` of the same file (same process, same run), the ratio of
+scan-with-detection to scan-without, and peak memory (max RSS of a child process)
+for 1M vs 5M records.
+
+    python -m bench.bench_scan [--rows 1000000] [--big 5000000] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+from bench.cdrgen import write_asterisk, write_deck
+from tollguard.policy import parse_policy
+from tollguard.scan import ScanOptions, run_scan
+
+OUT = Path(__file__).parent / "out"
+
+
+def _data(rows: int) -> Path:
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"asterisk-{rows}.csv"
+    if not path.exists():
+        write_asterisk(path, rows)
+    return path
+
+
+def _best(fn: object, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _policy():  # type: ignore[no-untyped-def]
+    deck = write_deck(OUT / "rates.csv")
+    return parse_policy(
+        {"defaults": {"country": "NL", "timezone": "Europe/Amsterdam", "rates": str(deck)}}
+    )
+
+
+def child(path: Path, detect: bool) -> None:
+    result = run_scan([path], _policy(), ScanOptions(detect=detect))
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"records": result.records, "peak_mib": peak_kib / 1024}))
+
+
+def _child_peak(path: Path, detect: bool) -> dict[str, float]:
+    cmd = [sys.executable, "-m", "bench.bench_scan", "--child", str(path)]
+    if detect:
+        cmd.append("--detect")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--big", type=int, default=5_000_000)
+    ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-detect", action="store_true")
+    ap.add_argument("--child")
+    ap.add_argument("--detect", action="store_true")
+    args = ap.parse_args()
+    if args.child:
+        child(Path(args.child), args.detect)
+        return
+    path = _data(args.rows)
+    policy = _policy()
+    baseline = _best(lambda: pl.read_csv(path, has_header=False, infer_schema=False))
+    plain = _best(lambda: run_scan([path], policy, ScanOptions(detect=False)))
+    print(f"records: {args.rows:,}  file: {path.stat().st_size / 1e6:.0f} MB")
+    print(f"polars.read_csv (baseline): {baseline:.2f} s")
+    print(f"scan (no detection):        {plain:.2f} s = {args.rows / plain:,.0f} records/s")
+    print(f"ratio scan / read_csv:      {plain / baseline:.2f}  (target <= 4)")
+    if not args.skip_detect:
+        detect = _best(lambda: run_scan([path], policy, ScanOptions(detect=True)), repeat=1)
+        print(f"scan with detection:        {detect:.2f} s = {args.rows / detect:,.0f} records/s")
+        print(f"ratio detect / no-detect:   {detect / plain:.2f}  (target <= 2)")
+    if not args.skip_memory:
+        big = _data(args.big)
+        for det in (False, True):
+            small_peak = _child_peak(path, det)["peak_mib"]
+            big_peak = _child_peak(big, det)["peak_mib"]
+            label = "with detection" if det else "no detection"
+            print(
+                f"peak RSS {label}: {args.rows:,} -> {small_peak:.0f} MiB, "
+                f"{args.big:,} -> {big_peak:.0f} MiB, ratio {big_peak / small_peak:.2f} "
+                "(target <= 1.5)"
+            )
+
+
+if __name__ == "__main__":
+    main()

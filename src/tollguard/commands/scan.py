@@ -1,0 +1,191 @@
+"""`tollguard scan FILE...`: price every call in CDR files and say what deviates."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tollguard.clikit import fail, load_policy_with_overrides
+from tollguard.scan import ScanOptions, ScanResult, run_scan
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan)
+
+
+def scan(
+    files: Annotated[list[Path], typer.Argument(help="CDR files (plain or .gz).", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Input layout, or 'auto'.")] = "auto",
+    rates: Annotated[str | None, typer.Option(help="Rate deck CSV (overrides the policy's).")] = None,
+    policy: Annotated[Path | None, typer.Option(help="Policy TOML (context, decks, limits).")] = None,
+    country: Annotated[str | None, typer.Option(help="Dialing country, e.g. NL.")] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Time zone of local CDR times, e.g. Europe/Amsterdam.")
+    ] = None,
+    utc: Annotated[bool, typer.Option("--utc", help="CDR times are UTC, not local.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write rated records (.parquet or .csv).")] = None,
+    quarantine_out: Annotated[
+        Path | None, typer.Option(help="Write every rejected line (JSON Lines).")
+    ] = None,
+    detect: Annotated[bool, typer.Option(help="Run the fraud detectors.")] = True,
+    alerts_out: Annotated[Path | None, typer.Option(help="Write alerts (JSON Lines).")] = None,
+    enforce: Annotated[
+        bool, typer.Option(help="Replay as if tollguard had refused calls after a critical alert.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
+) -> None:
+    """Read CDR files, price every call exactly, and summarize per account."""
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        fail(f"no such file: {', '.join(missing)}", "check the path; globs like cdr/*.csv work")
+    pol = load_policy_with_overrides(policy, country=country, timezone=timezone)
+    if rates is None and pol.defaults.rates is None and not any(a.rates for a in pol.accounts.values()):
+        console.print(
+            "[yellow]No rate deck given (--rates or rates= in the policy): calls are counted "
+            "but not priced.[/yellow]"
+        )
+    options = ScanOptions(
+        fmt=fmt,
+        rates=rates,
+        out=out,
+        quarantine_out=quarantine_out,
+        detect=detect or alerts_out is not None or enforce,
+        enforce=enforce,
+        assume_utc=utc,
+    )
+    try:
+        result = _run_with_progress(files, pol, options, quiet=as_json)
+    except (ValueError, OSError) as exc:
+        fail(str(exc), "see `tollguard scan --help` and docs/formats.md")
+    if alerts_out is not None:
+        with alerts_out.open("wb") as fh:
+            for alert in result.alerts:
+                fh.write(orjson.dumps(alert.to_dict()) + b"\n")
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        print_summary(result, Console())
+
+
+def _run_with_progress(
+    files: list[Path], pol: Any, options: ScanOptions, *, quiet: bool
+) -> ScanResult:
+    total = sum(f.stat().st_size for f in files)
+    big = total > 5_000_000 and not quiet and console.is_terminal
+    if not big:
+        return run_scan(files, pol, options)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[records]:,} records"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scanning", total=len(files), records=0)
+        done: dict[str, int] = {"records": 0}
+        seen: set[str] = set()
+
+        def hook(path: str, n: int) -> None:
+            done["records"] += n
+            if path not in seen:
+                seen.add(path)
+                bar.update(task, completed=len(seen) - 1, description=Path(path).name)
+            bar.update(task, records=done["records"])
+
+        result = run_scan(files, pol, options, hook)
+        bar.update(task, completed=len(files))
+    return result
+
+
+def print_summary(result: ScanResult, out: Console) -> None:
+    cur = result.currency
+    for f in result.files:
+        out.print(
+            f"[dim]{f.path}: read as [bold]{f.format}[/bold]; {f.records:,} records, "
+            f"{f.rejected:,} rejected, {f.duplicates:,} duplicates[/dim]"
+        )
+    table = Table(title=f"Calls per account ({cur})", title_justify="left")
+    for col, just in [
+        ("account", "left"),
+        ("calls", "right"),
+        ("answered", "right"),
+        ("minutes", "right"),
+        ("cost", "right"),
+        ("top destinations by cost", "left"),
+        ("countries", "left"),
+    ]:
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for name, acc in sorted(result.accounts.items(), key=lambda kv: -kv[1].cost_e4):
+        tops = ", ".join(f"{d['destination'] or '?'} {d['cost']}" for d in acc.top_destinations(3))
+        countries = ", ".join(list(acc.countries())[:5])
+        table.add_row(
+            name or "(none)",
+            f"{acc.calls:,}",
+            f"{acc.answered:,}",
+            f"{acc.billable_seconds / 60:,.1f}",
+            f"{acc.cost:,}",
+            tops,
+            countries,
+        )
+    out.print(table)
+    out.print(
+        f"[bold]{result.records:,}[/bold] calls priced at [bold]{cur} {result.cost:,}[/bold]; "
+        f"{result.rejected:,} lines rejected, {result.duplicates:,} duplicates ignored, "
+        f"{result.unrated:,} calls unrated."
+    )
+    if result.quarantined:
+        out.print("[bold red]Rejected lines[/bold red] (file:line: reason)")
+        for q in result.quarantined[:20]:
+            out.print(f"  {q.source_file}:{q.line}: {q.reason}")
+        if result.rejected > 20:
+            out.print(f"  ... {result.rejected - 20:,} more (use --quarantine-out FILE for all)")
+    if result.unrated_calls:
+        out.print("[bold yellow]Unrated calls[/bold yellow] (not priced, not counted as zero)")
+        for u in result.unrated_calls[:10]:
+            out.print(f"  {u['source_file']}:{u['source_line']}: {u['reason']}")
+        if result.unrated > 10:
+            out.print(f"  ... {result.unrated - 10:,} more (use --json or --out for all)")
+    if result.detection:
+        _print_alerts(result, out)
+
+
+def _print_alerts(result: ScanResult, out: Console) -> None:
+    if not result.alerts:
+        out.print("[green]No alerts.[/green]")
+        return
+    table = Table(title=f"Alerts ({len(result.alerts)})", title_justify="left")
+    for col in ["severity", "detector", "account", "subject", "started", "detected", "calls", "cost", "why"]:
+        table.add_column(col)
+    order = {"critical": 0, "warning": 1}
+    for a in sorted(result.alerts, key=lambda a: (order[a.severity], a.detected_at)):
+        style = "bold red" if a.severity == "critical" else "yellow"
+        table.add_row(
+            f"[{style}]{a.severity}[/{style}]",
+            a.detector,
+            a.account or "(none)",
+            a.subject,
+            a.started_at.isoformat(timespec="minutes"),
+            a.detected_at.isoformat(timespec="minutes"),
+            f"{a.records:,}",
+            f"{a.cost:,}",
+            str(a.explanation.get("why", "")),
+        )
+    out.print(table)
+    for account, enf in sorted(result.enforcement.items()):
+        if enf.blocked_at:
+            out.print(
+                f"[bold]{account or '(none)'}[/bold]: blocked at {enf.blocked_at}; "
+                f"{result.currency} {enf.cost_incurred:,} incurred, "
+                f"{result.currency} {enf.cost_prevented:,} prevented "
+                f"({enf.calls_refused:,} calls refused)."
+            )

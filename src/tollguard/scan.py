@@ -1,0 +1,336 @@
+"""`tollguard scan`: read CDR files, normalize, price every call, summarize, detect.
+
+One batch at a time flows reader -> dedup -> numbering -> rating -> (output, summary,
+detection), so memory depends on the batch size and the number of accounts and
+destinations, not on the number of records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from tollguard.cdr.dedup import Deduplicator
+from tollguard.cdr.model import CallRecord, Disposition, cost_from_e4
+from tollguard.cdr.quarantine import QuarantinedLine
+from tollguard.cdr.read import read_records
+from tollguard.numbering.classify import NumberClassifier
+from tollguard.numbering.risk import RiskList
+from tollguard.policy import Policy
+from tollguard.rated_output import QuarantineWriter, RatedWriter
+from tollguard.rating.rate import Rater
+
+if TYPE_CHECKING:
+    from tollguard.detect.alert import Alert
+    from tollguard.detect.engine import Engine
+
+QUARANTINE_KEEP = 1000  # lines kept in the result for display; all are counted (and written out)
+UNRATED_KEEP = 1000
+TOP_DESTINATIONS = 5
+
+
+@dataclass
+class AccountTotals:
+    calls: int = 0
+    answered: int = 0
+    billable_seconds: int = 0
+    cost_e4: int = 0
+    unrated: int = 0
+    by_destination: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (dest, country) -> [calls, secs, cost]
+    by_country: dict[str, list[int]] = field(default_factory=dict)  # country -> [calls, cost]
+
+    @property
+    def cost(self) -> Decimal:
+        return cost_from_e4(self.cost_e4)
+
+    def top_destinations(self, n: int = TOP_DESTINATIONS) -> list[dict[str, Any]]:
+        ranked = sorted(self.by_destination.items(), key=lambda kv: (-kv[1][2], -kv[1][0], kv[0]))
+        return [
+            {
+                "destination": dest,
+                "country": country,
+                "calls": calls,
+                "billable_seconds": secs,
+                "cost": str(cost_from_e4(cost)),
+            }
+            for (dest, country), (calls, secs, cost) in ranked[:n]
+        ]
+
+    def countries(self) -> dict[str, dict[str, Any]]:
+        ranked = sorted(self.by_country.items(), key=lambda kv: (-kv[1][1], -kv[1][0], kv[0]))
+        return {c: {"calls": n, "cost": str(cost_from_e4(e4))} for c, (n, e4) in ranked}
+
+
+@dataclass
+class FileReport:
+    path: str
+    format: str
+    records: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class Enforcement:
+    blocked_at: str | None
+    cost_incurred: Decimal
+    cost_prevented: Decimal
+    calls_refused: int
+
+
+@dataclass
+class ScanResult:
+    currency: str
+    records: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    unrated: int = 0
+    files: list[FileReport] = field(default_factory=list)
+    accounts: dict[str, AccountTotals] = field(default_factory=dict)
+    quarantined: list[QuarantinedLine] = field(default_factory=list)
+    unrated_calls: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    enforcement: dict[str, Enforcement] = field(default_factory=dict)
+    detection: bool = False
+
+    @property
+    def cost(self) -> Decimal:
+        return cost_from_e4(sum(a.cost_e4 for a in self.accounts.values()))
+
+    def to_json(self) -> dict[str, Any]:
+        accounts: dict[str, Any] = {}
+        for name, acc in sorted(self.accounts.items()):
+            entry: dict[str, Any] = {
+                "calls": acc.calls,
+                "answered": acc.answered,
+                "billable_seconds": acc.billable_seconds,
+                "minutes": str((Decimal(acc.billable_seconds) / 60).quantize(Decimal("0.01"))),
+                "cost": str(acc.cost),
+                "unrated": acc.unrated,
+                "top_destinations": acc.top_destinations(),
+                "countries": acc.countries(),
+            }
+            if name in self.enforcement:
+                enf = self.enforcement[name]
+                entry["enforcement"] = {
+                    "blocked_at": enf.blocked_at,
+                    "cost_incurred": str(enf.cost_incurred),
+                    "cost_prevented": str(enf.cost_prevented),
+                    "calls_refused": enf.calls_refused,
+                }
+            accounts[name] = entry
+        out: dict[str, Any] = {
+            "records": self.records,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
+            "unrated": self.unrated,
+            "currency": self.currency,
+            "cost": str(self.cost),
+            "files": [vars(f) for f in self.files],
+            "accounts": accounts,
+            "rejected_lines": [q.to_dict() for q in self.quarantined],
+            "unrated_calls": self.unrated_calls,
+        }
+        if self.detection:
+            out["alerts"] = [a.to_dict() for a in self.alerts]
+        return out
+
+
+ProgressHook = Callable[[str, int], None]  # (file, records done in this batch)
+
+
+@dataclass
+class ScanOptions:
+    fmt: str = "auto"
+    rates: str | None = None
+    out: Path | None = None
+    quarantine_out: Path | None = None
+    detect: bool = False
+    enforce: bool = False
+    assume_utc: bool = False
+    batch_rows: int = 250_000
+
+
+class Scanner:
+    """Runs the pipeline for a policy; reusable across files in one scan."""
+
+    def __init__(self, policy: Policy, options: ScanOptions) -> None:
+        self.policy = policy
+        self.options = options
+        risk_list = (
+            RiskList.merged(policy.resolve_path(policy.defaults.risk_list))
+            if policy.defaults.risk_list
+            else RiskList.bundled()
+        )
+        self.classifier = NumberClassifier(risk_list)
+        self.rater = Rater(policy, options.rates)
+        self.dedup = Deduplicator()
+        self.currency = policy.defaults.currency or "EUR"
+        self.engine: Engine | None = None
+        if options.detect or options.enforce:
+            from tollguard.detect.engine import Engine
+
+            self.engine = Engine(policy, enforce=options.enforce)
+
+    def rated_batches(
+        self,
+        paths: Sequence[Path],
+        result: ScanResult,
+        progress: ProgressHook | None = None,
+        quarantine: QuarantineWriter | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """Yield rated frames; fill file reports, rejects and duplicates into ``result``."""
+        ctx = self.policy.dialing_context()
+        for path in paths:
+            report: FileReport | None = None
+            for batch in read_records(
+                path,
+                self.options.fmt,
+                ctx,
+                batch_rows=self.options.batch_rows,
+                assume_utc=self.options.assume_utc,
+            ):
+                if report is None:
+                    report = FileReport(str(path), batch.format)
+                    result.files.append(report)
+                report.rejected += len(batch.quarantined)
+                result.rejected += len(batch.quarantined)
+                room = QUARANTINE_KEEP - len(result.quarantined)
+                result.quarantined.extend(batch.quarantined[: max(room, 0)])
+                if quarantine is not None:
+                    quarantine.write(batch.quarantined)
+                frame, dropped = self.dedup.filter(batch.frame)
+                report.duplicates += dropped
+                result.duplicates += dropped
+                report.records += frame.height
+                if progress is not None:
+                    progress(str(path), batch.frame.height + len(batch.quarantined))
+                if frame.height == 0:
+                    continue
+                frame = self.classifier.classify_frame(frame, self.policy.dialing_context)
+                yield self.rater.rate_frame(frame)
+
+
+def _summarize(result: ScanResult, frame: pl.DataFrame) -> None:
+    result.records += frame.height
+    answered = pl.col("disposition") == Disposition.ANSWERED.value
+    per_account = frame.group_by("account").agg(
+        pl.len().alias("calls"),
+        answered.sum().alias("answered"),
+        pl.col("billsec").sum().alias("billsec"),
+        pl.col("cost_e4").sum().alias("cost_e4"),
+        pl.col("cost_e4").is_null().sum().alias("unrated"),
+    )
+    for row in per_account.iter_rows(named=True):
+        acc = result.accounts.setdefault(row["account"], AccountTotals())
+        acc.calls += row["calls"]
+        acc.answered += row["answered"]
+        acc.billable_seconds += row["billsec"] or 0
+        acc.cost_e4 += row["cost_e4"] or 0
+        acc.unrated += row["unrated"]
+    per_dest = (
+        frame.filter(pl.col("cost_e4").is_not_null())
+        .group_by("account", "destination", "country")
+        .agg(pl.len(), pl.col("billsec").sum(), pl.col("cost_e4").sum())
+    )
+    for account, dest, country, calls, secs, cost in per_dest.iter_rows():
+        acc = result.accounts[account]
+        d = acc.by_destination.setdefault((dest or "", country or ""), [0, 0, 0])
+        d[0] += calls
+        d[1] += secs or 0
+        d[2] += cost or 0
+        c = acc.by_country.setdefault(country or "??", [0, 0])
+        c[0] += calls
+        c[1] += cost or 0
+    unrated = frame.filter(pl.col("cost_e4").is_null())
+    result.unrated += unrated.height
+    room = UNRATED_KEEP - len(result.unrated_calls)
+    if room > 0 and unrated.height:
+        for row in unrated.head(room).iter_rows(named=True):
+            result.unrated_calls.append(
+                {
+                    "record_id": row["record_id"],
+                    "account": row["account"],
+                    "callee": row["callee"],
+                    "callee_e164": row["callee_e164"],
+                    "source_file": row["source_file"],
+                    "source_line": row["source_line"],
+                    "reason": _unrated_reason(row),
+                }
+            )
+
+
+def _unrated_reason(row: dict[str, Any]) -> str:
+    if row["callee_e164"] is None:
+        return f"callee {row['callee']!r} is not a public number (extension, service code or junk)"
+    if row["deck"] is None and row.get("prefix") is None:
+        return f"no rate-deck prefix matches {row['callee_e164']}"
+    return "no rate in force at the call's start time"
+
+
+def records_from_frame(frame: pl.DataFrame) -> Iterator[CallRecord]:
+    """Per-record view of a rated frame, in event order (call end), for the engine."""
+    cols = [
+        "record_id", "account", "caller", "callee", "start", "end", "duration", "billsec",
+        "disposition", "answer", "source", "hangup_cause", "channel", "dst_channel",
+        "source_file", "source_line", "caller_e164", "callee_e164", "country", "number_type",
+        "risk", "cost_e4", "currency", "prefix", "deck", "deck_row",
+    ]  # fmt: skip
+    disp = {d.value: d for d in Disposition}
+    for row in frame.sort("end", "record_id").select(cols).iter_rows():
+        cost_e4 = row[21]
+        yield CallRecord(
+            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], disp[row[8]],
+            row[9], row[10], row[11] or "", row[12] or "", row[13] or "", row[14], row[15],
+            row[16], row[17], row[18], row[19], row[20],
+            None if cost_e4 is None else cost_from_e4(cost_e4),
+            row[22] or "EUR", row[23], row[24], row[25],
+        )  # fmt: skip
+
+
+def run_scan(
+    paths: Sequence[Path],
+    policy: Policy,
+    options: ScanOptions,
+    progress: ProgressHook | None = None,
+) -> ScanResult:
+    scanner = Scanner(policy, options)
+    result = ScanResult(currency=scanner.currency, detection=scanner.engine is not None)
+    writer = RatedWriter(options.out) if options.out else None
+    quarantine = QuarantineWriter(options.quarantine_out) if options.quarantine_out else None
+    try:
+        for frame in scanner.rated_batches(paths, result, progress, quarantine):
+            _summarize(result, frame)
+            if writer is not None:
+                writer.write(frame)
+            if scanner.engine is not None:
+                _detect(scanner.engine, records_from_frame(frame), options.enforce)
+    finally:
+        if writer is not None:
+            writer.close()
+        if quarantine is not None:
+            quarantine.close()
+    if scanner.engine is not None:
+        scanner.engine.finish()
+        result.alerts = list(scanner.engine.alerts)
+        if options.enforce:
+            for account, summary in scanner.engine.enforcement().items():
+                result.enforcement[account] = Enforcement(
+                    blocked_at=summary.blocked_at.isoformat() if summary.blocked_at else None,
+                    cost_incurred=summary.cost_incurred,
+                    cost_prevented=summary.cost_prevented,
+                    calls_refused=summary.calls_refused,
+                )
+    return result
+
+
+def _detect(engine: Engine, records: Iterable[CallRecord], enforce: bool) -> None:
+    for record in records:
+        if enforce and engine.is_refused(record):
+            continue
+        engine.process(record)
