@@ -15,9 +15,9 @@ WEIGHTS = np.array([0.25, 0.15, 0.2, 0.15, 0.05, 0.05, 0.05, 0.05, 0.03, 0.02])
 
 def write_asterisk(path: Path, rows: int, accounts: int = 200, seed: int = 7) -> Path:
     rng = np.random.default_rng(seed)
-    start = np.datetime64("2026-10-01T00:00:00") + np.sort(rng.integers(0, 30 * 86400, rows)).astype(
-        "timedelta64[s]"
-    )
+    start = np.datetime64("2026-10-01T00:00:00") + np.sort(
+        rng.integers(0, 30 * 86400, rows)
+    ).astype("timedelta64[s]")
     duration = rng.integers(0, 900, rows)
     answered = rng.random(rows) < 0.8
     ring = rng.integers(0, 20, rows)

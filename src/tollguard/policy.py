@@ -39,6 +39,22 @@ def _upper_list(values: list[str]) -> list[str]:
     return [v.strip().upper() for v in values]
 
 
+def _check_timezone(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name like 'Europe/Amsterdam'"
+        ) from exc
+    return value
+
+
+def _check_country(value: str | None) -> str | None:
+    return None if value is None else _check_countries([value])[0]
+
+
 def _check_number_types(values: list[str]) -> list[str]:
     names = _upper_list(values)
     known = {t.name for t in NumberType}
@@ -141,19 +157,8 @@ class DialingContext(_Strict):
     trunk_prefix: str | None = None  # None: the country's own (0 for NL, 1 for US)
     outside_line_prefix: str = ""  # PBX digit(s) to strip first, e.g. "9"
 
-    @field_validator("country")
-    @classmethod
-    def _country(cls, value: str) -> str:
-        return _check_countries([value])[0]
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name like 'Europe/Amsterdam'") from exc
-        return value
+    _country = field_validator("country")(_check_country)
+    _tz = field_validator("timezone")(_check_timezone)
 
 
 class Contact(_Strict):
@@ -178,6 +183,9 @@ class AccountPolicy(_Strict):
     detectors: dict[str, DetectorSettings] = Field(default_factory=dict)
     contacts: list[Contact] = Field(default_factory=list)
 
+    _country = field_validator("country")(_check_country)
+    _tz = field_validator("timezone")(_check_timezone)
+
 
 class Defaults(AccountPolicy):
     country: str | None = "NL"
@@ -187,6 +195,8 @@ class Defaults(AccountPolicy):
     international_prefix: str | None = None
     trunk_prefix: str | None = None
     risk_list: str | None = None  # CSV overriding/extending the bundled high-risk list
+
+    _cdr_tz = field_validator("cdr_timezone")(_check_timezone)
 
 
 class DeckRef(_Strict):
@@ -204,13 +214,10 @@ class Policy(_Strict):
     @model_validator(mode="after")
     def _check_refs(self) -> Policy:
         for name, acc in self.accounts.items():
-            if acc.timezone:
-                DialingContext(timezone=acc.timezone)
-            if acc.country:
-                _check_countries([acc.country])
             if acc.rates and acc.rates not in self.decks and not acc.rates.endswith(".csv"):
                 raise ValueError(
-                    f"accounts.{name}.rates: {acc.rates!r} is neither a deck in [decks] nor a .csv path"
+                    f"accounts.{name}.rates: {acc.rates!r} is neither a deck in [decks] "
+                    "nor a .csv path"
                 )
         return self
 

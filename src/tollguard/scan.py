@@ -41,7 +41,9 @@ class AccountTotals:
     billable_seconds: int = 0
     cost_e4: int = 0
     unrated: int = 0
-    by_destination: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (dest, country) -> [calls, secs, cost]
+    by_destination: dict[tuple[str, str], list[int]] = field(
+        default_factory=dict
+    )  # (dest, country) -> [calls, secs, cost]
     by_country: dict[str, list[int]] = field(default_factory=dict)  # country -> [calls, cost]
 
     @property

@@ -23,16 +23,24 @@ def register(app: typer.Typer) -> None:
 
 
 def scan(
-    files: Annotated[list[Path], typer.Argument(help="CDR files (plain or .gz).", show_default=False)],
+    files: Annotated[
+        list[Path], typer.Argument(help="CDR files (plain or .gz).", show_default=False)
+    ],
     fmt: Annotated[str, typer.Option("--format", "-f", help="Input layout, or 'auto'.")] = "auto",
-    rates: Annotated[str | None, typer.Option(help="Rate deck CSV (overrides the policy's).")] = None,
-    policy: Annotated[Path | None, typer.Option(help="Policy TOML (context, decks, limits).")] = None,
+    rates: Annotated[
+        str | None, typer.Option(help="Rate deck CSV (overrides the policy's).")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy TOML (context, decks, limits).")
+    ] = None,
     country: Annotated[str | None, typer.Option(help="Dialing country, e.g. NL.")] = None,
     timezone: Annotated[
         str | None, typer.Option(help="Time zone of local CDR times, e.g. Europe/Amsterdam.")
     ] = None,
     utc: Annotated[bool, typer.Option("--utc", help="CDR times are UTC, not local.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Write rated records (.parquet or .csv).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write rated records (.parquet or .csv).")
+    ] = None,
     quarantine_out: Annotated[
         Path | None, typer.Option(help="Write every rejected line (JSON Lines).")
     ] = None,
@@ -41,14 +49,20 @@ def scan(
     enforce: Annotated[
         bool, typer.Option(help="Replay as if tollguard had refused calls after a critical alert.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object to stdout.")
+    ] = False,
 ) -> None:
     """Read CDR files, price every call exactly, and summarize per account."""
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         fail(f"no such file: {', '.join(missing)}", "check the path; globs like cdr/*.csv work")
     pol = load_policy_with_overrides(policy, country=country, timezone=timezone)
-    if rates is None and pol.defaults.rates is None and not any(a.rates for a in pol.accounts.values()):
+    if (
+        rates is None
+        and pol.defaults.rates is None
+        and not any(a.rates for a in pol.accounts.values())
+    ):
         console.print(
             "[yellow]No rate deck given (--rates or rates= in the policy): calls are counted "
             "but not priced.[/yellow]"
@@ -164,7 +178,17 @@ def _print_alerts(result: ScanResult, out: Console) -> None:
         out.print("[green]No alerts.[/green]")
         return
     table = Table(title=f"Alerts ({len(result.alerts)})", title_justify="left")
-    for col in ["severity", "detector", "account", "subject", "started", "detected", "calls", "cost", "why"]:
+    for col in [
+        "severity",
+        "detector",
+        "account",
+        "subject",
+        "started",
+        "detected",
+        "calls",
+        "cost",
+        "why",
+    ]:
         table.add_column(col)
     order = {"critical": 0, "warning": 1}
     for a in sorted(result.alerts, key=lambda a: (order[a.severity], a.detected_at)):

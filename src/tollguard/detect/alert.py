@@ -55,7 +55,10 @@ class Alert:
             "cost": str(self.cost),
             "currency": self.currency,
             "explanation": self.explanation,
-            "evidence": {"record_ids": list(self.evidence.record_ids), "total": self.evidence.total},
+            "evidence": {
+                "record_ids": list(self.evidence.record_ids),
+                "total": self.evidence.total,
+            },
             "report_only": self.report_only,
         }
 
