@@ -166,6 +166,16 @@ class Contact(_Strict):
     email: str | None = None
     webhook: str | None = None
     min_severity: Literal["warning", "critical"] = "warning"
+    # Name of the environment variable holding this webhook's HMAC secret
+    # (None: TOLLGUARD_WEBHOOK_SECRET). Secrets never sit in the policy file.
+    webhook_secret_env: str | None = None
+
+
+class Escalation(_Strict):
+    """Who is told when a case is not acknowledged in time (see docs/notifications.md)."""
+
+    after_minutes: int = Field(default=30, gt=0)
+    contacts: list[Contact] = Field(default_factory=list)
 
 
 class AccountPolicy(_Strict):
@@ -182,6 +192,7 @@ class AccountPolicy(_Strict):
     limits: Limits = Field(default_factory=Limits)
     detectors: dict[str, DetectorSettings] = Field(default_factory=dict)
     contacts: list[Contact] = Field(default_factory=list)
+    escalation: Escalation | None = None
 
     _country = field_validator("country")(_check_country)
     _tz = field_validator("timezone")(_check_timezone)
@@ -195,6 +206,7 @@ class Defaults(AccountPolicy):
     international_prefix: str | None = None
     trunk_prefix: str | None = None
     risk_list: str | None = None  # CSV overriding/extending the bundled high-risk list
+    operators: list[Contact] = Field(default_factory=list)  # told about every account's cases
 
     _cdr_tz = field_validator("cdr_timezone")(_check_timezone)
 
@@ -242,6 +254,8 @@ class Policy(_Strict):
             fail_mode=src.fail_mode,
             detectors=merged_detectors,
             contacts=list(src.contacts) or list(d.contacts),
+            operators=list(d.operators),
+            escalation=(own and own.escalation) or d.escalation,
         )
 
     def dialing_context(self, account_id: str | None = None) -> DialingContext:
@@ -279,6 +293,8 @@ class ResolvedAccount(BaseModel):
     fail_mode: Literal["open", "closed"]
     detectors: dict[str, DetectorSettings]
     contacts: list[Contact]
+    operators: list[Contact] = []
+    escalation: Escalation | None = None
 
     @property
     def tz(self) -> ZoneInfo:
