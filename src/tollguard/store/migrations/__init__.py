@@ -1,0 +1,1 @@
+"""Alembic migrations of the tollguard store (run with ``tollguard db upgrade``)."""
