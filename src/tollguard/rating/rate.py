@@ -136,6 +136,21 @@ class Rater:
             raise RatingSetupError(list(dict.fromkeys(problems)))
         self._build_tables()
 
+    @classmethod
+    def from_decks(
+        cls, default: RateDeck | None = None, accounts: dict[str, RateDeck | None] | None = None
+    ) -> Rater:
+        """A rater over already loaded decks (tests, simulators); no policy files involved."""
+        rater = cls(Policy())
+        rater.default_deck = default
+        rater._account_decks = dict(accounts or {})
+        decks = [d for d in [default, *rater._account_decks.values()] if d is not None]
+        for deck in decks:
+            rater.decks.setdefault(deck.name, deck)
+            rater._loaded.setdefault((deck.name, f"<memory:{id(deck)}>"), deck)
+        rater._build_tables()
+        return rater
+
     # -- set-up -----------------------------------------------------------
     def _load(self, ref: _Ref, from_cli: bool, problems: list[str]) -> RateDeck | None:
         policy = self.policy
