@@ -1,0 +1,174 @@
+"""Read CDR files of any supported format into ``RECORD_SCHEMA`` frames, in batches.
+
+    for batch in read_records("Master.csv", ctx=DialingContext(timezone="Europe/Amsterdam")):
+        batch.frame        # records, RECORD_SCHEMA
+        batch.quarantined  # lines that could not be read, with file, line and reason
+
+See docs/formats.md for the formats, detection rules and quarantine behaviour.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from tollguard.cdr._lines import iter_line_batches
+from tollguard.cdr.csvread import Prepare, acc_prepare, select_canonical, split_fields, unique_names
+from tollguard.cdr.detect import (
+    ACC_FORMATS,
+    FORMATS,
+    CdrFormatError,
+    DetectedFormat,
+    detect_format,
+    layout_for,
+)
+from tollguard.cdr.disposition import DispositionMode
+from tollguard.cdr.jsonl import parse_jsonl
+from tollguard.cdr.mapping import ColumnMapping
+from tollguard.cdr.model import RECORD_SCHEMA
+from tollguard.cdr.normalize import ASTERISK_TIME, FLEXIBLE, Conversion, normalize
+from tollguard.cdr.quarantine import QuarantinedLine
+from tollguard.policy import DialingContext
+
+__all__ = [
+    "FORMATS",
+    "CdrFormatError",
+    "ColumnMapping",
+    "DetectedFormat",
+    "ReadBatch",
+    "detect_format",
+    "read_records",
+]
+
+
+@dataclass
+class ReadBatch:
+    frame: pl.DataFrame  # RECORD_SCHEMA
+    quarantined: list[QuarantinedLine] = field(default_factory=list)
+    format: str = ""  # format name chosen
+    lines_read: int = 0  # physical lines consumed in this batch (for progress)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    detected: DetectedFormat
+    names: list[str]
+    prepare: Prepare | None  # None for jsonl
+    conversion: Conversion
+
+
+_DISPOSITION_MODE: dict[str, DispositionMode] = {
+    "asterisk-csv": "asterisk",
+    "asterisk-custom": "asterisk",
+    "freeswitch-csv": "q850",
+}
+
+
+def _plan(
+    path: Path,
+    fmt: str,
+    mapping: ColumnMapping | None,
+    source: str | None,
+    timezone: str,
+) -> _Plan:
+    detected = layout_for(path, fmt, mapping)
+    name = detected.name
+    src = source or name
+    if name == "jsonl":
+        conv = Conversion(src, str(path), timezone, FLEXIBLE, "any")
+        return _Plan(detected, [], None, conv)
+    names = unique_names(detected.columns)
+    time_format = mapping.time_format if mapping and mapping.time_format else None
+    if name in ACC_FORMATS:
+        prepare, mode = acc_prepare(names, mapping)
+        conv = Conversion(src, str(path), timezone, time_format or FLEXIBLE, mode)
+        return _Plan(detected, names, prepare, conv)
+    try:
+        resolved = (mapping or ColumnMapping()).resolve(names)
+    except ValueError as exc:
+        raise CdrFormatError(f"{path}: {exc}") from exc
+    if "start" not in resolved or not ({"end", "duration"} & resolved.keys()):
+        raise CdrFormatError(
+            f"{path}: the mapping must give a start column and an end or duration column; "
+            f"found {resolved or 'none'} among {names}"
+        )
+    if name in _DISPOSITION_MODE:
+        default_time = ASTERISK_TIME if name.startswith("asterisk") else FLEXIBLE
+        conv = Conversion(
+            src, str(path), timezone, time_format or default_time, _DISPOSITION_MODE[name]
+        )
+    else:
+        conv = Conversion(src, str(path), timezone, time_format or FLEXIBLE, "any")
+    return _Plan(detected, names, select_canonical(resolved), conv)
+
+
+def read_records(
+    path: str | Path,
+    fmt: str = "auto",
+    ctx: DialingContext | None = None,
+    *,
+    source: str | None = None,
+    mapping: ColumnMapping | None = None,
+    batch_rows: int = 250_000,
+    assume_utc: bool = False,
+) -> Iterator[ReadBatch]:
+    """Read ``path`` in batches of at most ``batch_rows`` physical lines.
+
+    ``fmt``: "auto" (detect; with a ``mapping`` it means csv-mapped) or one of FORMATS.
+    ``ctx.timezone`` says how times without an offset are read (UTC without ctx or with
+    ``assume_utc``). ``source`` namespaces record ids (default: the format name).
+    Raises CdrFormatError at once when the layout cannot be used; bad lines never raise,
+    they are quarantined. An empty file gives no batches.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such CDR file")
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
+    timezone = "UTC" if assume_utc or ctx is None else ctx.timezone
+    try:
+        plan = _plan(path, fmt, mapping, source, timezone)
+    except CdrFormatError as exc:
+        if fmt == "auto" and mapping is None and "has no lines" in str(exc):
+            return iter(())
+        raise
+    return _batches(path, plan, batch_rows)
+
+
+def _batches(path: Path, plan: _Plan, batch_rows: int) -> Iterator[ReadBatch]:
+    detected, conv = plan.detected, plan.conversion
+    layout = f"{detected.name} layout"
+    last_line = 0
+    lines = iter_line_batches(path, batch_rows)
+    while True:
+        try:
+            chunk = next(lines)
+        except StopIteration:
+            return
+        except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+            problem = QuarantinedLine(
+                str(path), last_line + 1, f"the file cannot be read past this point: {exc}", ""
+            )
+            yield ReadBatch(pl.DataFrame(schema=RECORD_SCHEMA), [problem], detected.name, 0)
+            return
+        last_line += chunk.lines_read
+        frame = chunk.frame
+        if detected.header_line:
+            frame = frame.filter(pl.col("_line") != detected.header_line)
+        quarantined: list[QuarantinedLine]
+        if plan.prepare is None:
+            fields, quarantined = parse_jsonl(frame, str(path))
+        else:
+            split, quarantined = split_fields(
+                frame, plan.names, detected.separator or ",", str(path), layout
+            )
+            fields = plan.prepare(split)
+        records, bad = normalize(fields, conv)
+        quarantined.extend(bad)
+        quarantined.sort(key=lambda q: q.line)
+        yield ReadBatch(records, quarantined, detected.name, chunk.lines_read)
