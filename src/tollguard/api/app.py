@@ -1,0 +1,721 @@
+"""The HTTP API: authorize, call events, CDR intake, accounts, audit, health, metrics.
+
+Handlers are ``async def`` and call the (fast, in-memory or one-round-trip Redis)
+service directly, so the authorize path has no thread hop. Every error is an RFC 9457
+problem document; no request can change a counter unless it was fully valid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from tollguard.api.auth import DEV_KEY, ApiKey, Keyring
+from tollguard.api.models import (
+    AnswerRequest,
+    AuthorizeRequest,
+    AuthorizeResponse,
+    BlockRequest,
+    CallResponse,
+    CdrIn,
+    EndRequest,
+    PolicyUpdate,
+)
+from tollguard.api.problems import MEDIA_TYPE, Problem, problem_body, problem_response
+from tollguard.cdr.model import CallRecord, Disposition
+from tollguard.limits.money import fmt_e4
+from tollguard.limits.service import AuthorizeService, NotFound
+from tollguard.limits.state import CallState
+
+log = logging.getLogger("tollguard.api")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY = 64 * 1024
+MAX_CDR_BODY = 8 * 1024 * 1024
+MAX_CDRS = 10_000
+OPEN_PATHS = frozenset({"/health", "/metrics"})
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": title, "content": {MEDIA_TYPE: {"schema": {"type": "object"}}}}
+    for code, title in (
+        (401, "Missing or unknown API key"),
+        (403, "The key's role does not allow this"),
+        (413, "Body too large"),
+        (422, "Invalid request"),
+    )
+}
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    latency: Histogram
+    decisions: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        reg = CollectorRegistry()
+        return cls(
+            reg,
+            Counter(
+                "tollguard_http_requests", "HTTP requests", ["route", "method", "status"],
+                registry=reg,
+            ),
+            Histogram(
+                "tollguard_http_request_seconds", "Request latency", ["route"], registry=reg,
+                buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            ),
+            Counter(
+                "tollguard_authorize_decisions", "Authorize answers", ["decision", "reason"],
+                registry=reg,
+            ),
+        )  # fmt: skip
+
+
+def route_label(path: str) -> str:
+    parts = path.split("/")
+    if path.startswith("/v1/calls/") and len(parts) >= 5:
+        return "/v1/calls/{call_id}/" + parts[-1]
+    if path.startswith("/v1/accounts/") and len(parts) >= 4:
+        rest = parts[4:]
+        if len(rest) >= 2 and rest[0] == "counters":
+            return "/v1/accounts/{account}/counters/{name}"
+        return "/v1/accounts/{account}" + "".join("/" + p for p in rest)
+    if path in OPEN_PATHS or path.startswith("/v1/") or path in ("/openapi.json", "/docs"):
+        return path
+    return "other"
+
+
+class Guard:
+    """Outermost ASGI layer: body size limit (buffered), metrics, last-resort problem."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int, max_cdr_body: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body = max_body
+        self.max_cdr_body = max_cdr_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        limit = self.max_cdr_body if path == "/v1/cdrs" else self.max_body
+        status = [500]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            declared = None
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    declared = value
+                    break
+            if declared is not None and (not declared.isdigit() or int(declared) > limit):
+                await self._problem(send_wrapper, 413, "body-too-large", f"at most {limit} bytes")
+                return
+            chunks: list[bytes] = []
+            size = 0
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body = message.get("body", b"")
+                size += len(body)
+                if size > limit:
+                    await self._problem(
+                        send_wrapper, 413, "body-too-large", f"at most {limit} bytes"
+                    )
+                    return
+                chunks.append(body)
+                more = message.get("more_body", False)
+            whole = b"".join(chunks)
+            delivered = [False]
+
+            async def replay() -> Message:
+                if not delivered[0]:
+                    delivered[0] = True
+                    return {"type": "http.request", "body": whole, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send_wrapper)
+        finally:
+            label = route_label(path)
+            self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(label, scope["method"], str(status[0])).inc()
+
+    @staticmethod
+    async def _problem(send: Send, status: int, slug: str, detail: str) -> None:
+        body = orjson.dumps(problem_body(status, slug, detail))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _call_out(call: CallState, status: str | None = None) -> dict[str, Any]:
+    return {
+        "call_id": call.call_id,
+        "account": call.account,
+        "state": call.state,
+        "reserved": fmt_e4(call.reserved_e4),
+        "cost": None if call.cost_e4 is None else fmt_e4(call.cost_e4),
+        "status": status,
+    }
+
+
+_CDR_LIST = TypeAdapter(list[CdrIn])
+_CDR_SCHEMA = {"type": "array", "items": CdrIn.model_json_schema()}
+
+
+def create_app(
+    service: AuthorizeService,
+    keyring: Keyring | None = None,
+    *,
+    max_body: int = MAX_BODY,
+    max_cdr_body: int = MAX_CDR_BODY,
+    sweep_interval_s: float = 30.0,
+    engine: Any = None,
+) -> FastAPI:
+    """Build the API over a service. ``keyring`` None or empty: no authentication (dev)."""
+    keys = keyring or Keyring.open()
+    metrics = Metrics.create()
+    engine_box: dict[str, Any] = {"engine": engine}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if sweep_interval_s > 0:
+
+            async def sweep() -> None:
+                while True:
+                    await asyncio.sleep(sweep_interval_s)
+                    try:
+                        n = service.expire()
+                        if n:
+                            log.info("expired %d calls that never reported their end", n)
+                    except Exception:  # keep sweeping; the next round retries
+                        log.exception("expiry sweep failed")
+
+            task = asyncio.create_task(sweep())
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+
+    app = FastAPI(
+        title="tollguard",
+        version="0.1.0",
+        summary="Real-time call authorization, limits and fraud detection.",
+        lifespan=lifespan,
+        responses=PROBLEM_RESPONSES,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+
+    # -- errors -----------------------------------------------------------------
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> Response:
+        return problem_response(exc.status, exc.slug, exc.detail, request.url.path, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        if any(e["type"] == "json_invalid" for e in errors):
+            return problem_response(
+                400, "malformed-json", "the body is not valid JSON", request.url.path
+            )
+        detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:5])
+        return problem_response(422, "validation", detail, request.url.path, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http")
+        return problem_response(exc.status_code, slug, str(exc.detail), request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        if _is_state_outage(exc):
+            log.error("state backend unavailable: %s", exc)
+            return problem_response(
+                503, "state-unavailable",
+                "the state backend did not answer; apply the account's fail mode",
+                request.url.path,
+            )  # fmt: skip
+        log.exception("unhandled error on %s", request.url.path)
+        return problem_response(500, "internal", "unexpected error (logged)", request.url.path)
+
+    # -- auth -------------------------------------------------------------------
+    def caller_key(request: Request) -> ApiKey:
+        if not keys.enabled:
+            return DEV_KEY
+        raw = request.headers.get("x-api-key")
+        if raw is None:
+            auth = request.headers.get("authorization", "")
+            if auth[:7].lower() == "bearer ":
+                raw = auth[7:].strip()
+        key = keys.identify(raw)
+        if key is None:
+            raise Problem(401, "unauthenticated", "send a valid key as 'Authorization: Bearer'")
+        return key
+
+    def need(permission: str) -> Callable[[Request], ApiKey]:
+        def dep(request: Request) -> ApiKey:
+            key = caller_key(request)
+            if not key.can(permission):
+                raise Problem(
+                    403, "forbidden", f"role {key.role!r} may not {permission}", key=key.name
+                )
+            return key
+
+        return dep
+
+    def visible(key: ApiKey, account: str) -> None:
+        if not (service.known(account) and keys.sees(key, account)):
+            raise Problem(404, "unknown-account", f"no account {account!r} for this key")
+
+    def call_visible(key: ApiKey, call_id: str) -> CallState:
+        call = service.state.get_call(call_id)
+        if call is None or not keys.sees(key, call.account):
+            raise Problem(404, "unknown-call", f"no call {call_id!r} (never authorized here)")
+        return call
+
+    # -- open -------------------------------------------------------------------
+    @app.get("/health", tags=["ops"])
+    async def health() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/metrics", tags=["ops"])
+    async def prom() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # -- authorize and call events ----------------------------------------------
+    decisions = metrics.decisions
+
+    @app.post("/v1/authorize", tags=["switch"], response_model=AuthorizeResponse)
+    async def authorize(
+        body: AuthorizeRequest, key: Annotated[ApiKey, Depends(need("authorize"))]
+    ) -> Response:
+        """May this call go through, and for how long? Deny reasons: docs/authorize.md."""
+        if keys.enabled and not keys.sees(key, body.account):
+            d = {"decision": "deny", "reason": "unknown_account", "max_duration_s": 0,
+                 "call_id": body.call_id, "account": body.account, "rate": None, "number": None,
+                 "limits": [], "warnings": [], "detail": {}, "report_only": False,
+                 "fail_mode": "closed"}  # fmt: skip
+            decisions.labels("deny", "unknown_account").inc()
+            return _json(d)
+        decision = service.authorize(body.account, body.caller, body.callee, body.call_id, body.at)
+        decisions.labels(decision.decision, decision.reason).inc()
+        if decision.decision == "deny" or decision.warnings:
+            log.info(
+                "authorize %s %s -> %s %s %s", body.account, body.callee, decision.decision,
+                decision.reason, decision.warnings,
+            )  # fmt: skip
+        return _json(decision.to_dict())
+
+    @app.post("/v1/calls/{call_id}/answer", tags=["switch"], response_model=CallResponse)
+    async def answer(
+        call_id: str,
+        key: Annotated[ApiKey, Depends(need("events"))],
+        body: AnswerRequest | None = None,
+    ) -> Response:
+        call_visible(key, call_id)
+        call = service.answer(call_id, body.at if body else None)
+        return _json(_call_out(call))
+
+    @app.post("/v1/calls/{call_id}/end", tags=["switch"], response_model=CallResponse)
+    async def end(
+        call_id: str,
+        key: Annotated[ApiKey, Depends(need("events"))],
+        body: EndRequest | None = None,
+    ) -> Response:
+        """Settle the call at its rated cost (from billsec, or answer→``at``)."""
+        call_visible(key, call_id)
+        body = body or EndRequest()
+        try:
+            status, call, _ = service.end(call_id, body.billsec, body.at, body.answered)
+        except NotFound:
+            raise Problem(404, "unknown-call", f"no call {call_id!r}") from None
+        return _json(_call_out(call, status))
+
+    @app.post("/v1/calls/expire", tags=["switch"])
+    async def expire(
+        key: Annotated[ApiKey, Depends(need("events"))],
+        at: Annotated[datetime | None, Query()] = None,
+    ) -> Response:
+        """Settle calls whose end never came (also done by the background sweep)."""
+        return _json({"expired": service.expire(_aware(at))})
+
+    # -- CDR intake ----------------------------------------------------------------
+    @app.post(
+        "/v1/cdrs",
+        tags=["records"],
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {"schema": _CDR_SCHEMA},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+                "required": True,
+            }
+        },
+    )  # fmt: skip
+    async def cdrs(
+        request: Request,
+        key: Annotated[ApiKey, Depends(need("cdrs"))],
+        fmt: Annotated[str, Query(alias="format", max_length=32)] = "auto",
+    ) -> Response:
+        """Finished call records (JSON list or CSV) into the detection engine."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        raw = await request.body()
+        if ctype == "application/json":
+            try:
+                items = _CDR_LIST.validate_json(raw)
+            except ValidationError as exc:
+                errs = exc.errors(include_url=False, include_input=False)
+                if any(e["type"] == "json_invalid" for e in errs):
+                    raise Problem(400, "malformed-json", "the body is not valid JSON") from None
+                detail = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:5]
+                )
+                raise Problem(422, "validation", detail, errors=_plain(errs)) from None
+            if len(items) > MAX_CDRS:
+                raise Problem(413, "too-many-records", f"at most {MAX_CDRS} records per request")
+            records = [_record_from(service, i, n) for n, i in enumerate(items)]
+            quarantined = 0
+        elif ctype in ("text/csv", "text/plain", "application/csv"):
+            records, quarantined = _records_from_csv(service, raw, fmt)
+        else:
+            raise Problem(415, "unsupported-media-type", "send application/json or text/csv")
+        rejected = [
+            {"record_id": r.record_id, "reason": "unknown_account"}
+            for r in records
+            if not (service.known(r.account) and keys.sees(key, r.account))
+        ]
+        bad = {x["record_id"] for x in rejected}
+        accepted = [r for r in records if r.record_id not in bad]
+        alerts, blocked = _detect(service, engine_box, accepted, key)
+        return _json(
+            {
+                "accepted": len(accepted),
+                "rejected": rejected,
+                "quarantined": quarantined,
+                "engine": engine_box["engine"] is not None,
+                "alerts": alerts,
+                "blocked": blocked,
+            }
+        )
+
+    # -- accounts -------------------------------------------------------------------
+    @app.get("/v1/accounts/{account}", tags=["accounts"])
+    async def account_info(account: str, key: Annotated[ApiKey, Depends(need("read"))]) -> Response:
+        visible(key, account)
+        plan = service.plan(account, fresh=True)
+        block = service.state.get_block(account)
+        acc = plan.account
+        return _json(
+            {
+                "account": account,
+                "timezone": acc.timezone,
+                "currency": acc.currency,
+                "rates": plan.deck.name if plan.deck is not None else None,
+                "report_only": acc.report_only,
+                "on_critical": acc.on_critical,
+                "fail_mode": acc.fail_mode,
+                "limits": acc.limits.model_dump(mode="json", by_alias=True),
+                "overridden": plan.overridden,
+                "blocked": None if block is None else vars_block(block),
+            }
+        )
+
+    @app.get("/v1/accounts/{account}/policy", tags=["accounts"])
+    async def get_policy(account: str, key: Annotated[ApiKey, Depends(need("read"))]) -> Response:
+        visible(key, account)
+        acc = service.plan(account, fresh=True).account
+        return _json(
+            {
+                "limits": acc.limits.model_dump(mode="json", by_alias=True),
+                "report_only": acc.report_only,
+                "on_critical": acc.on_critical,
+                "fail_mode": acc.fail_mode,
+            }
+        )
+
+    @app.put("/v1/accounts/{account}/policy", tags=["accounts"])
+    async def put_policy(
+        account: str, body: PolicyUpdate, key: Annotated[ApiKey, Depends(need("policy"))]
+    ) -> Response:
+        """Replace the account's limits at runtime (kept in the state backend)."""
+        visible(key, account)
+        before = service.plan(account, fresh=True).account
+        value: dict[str, Any] = {"limits": body.limits.model_dump(mode="json", by_alias=True)}
+        for name in ("report_only", "on_critical", "fail_mode"):
+            v = getattr(body, name)
+            if v is not None:
+                value[name] = v
+        service.set_policy(account, value)
+        service.audit(
+            key.name, "policy.put", account,
+            {"before": before.limits.model_dump(mode="json", by_alias=True), "after": value},
+            key.tenant,
+        )  # fmt: skip
+        return await get_policy(account, key)
+
+    @app.delete("/v1/accounts/{account}/policy", tags=["accounts"])
+    async def delete_policy(
+        account: str, key: Annotated[ApiKey, Depends(need("policy"))]
+    ) -> Response:
+        """Drop the runtime override: the policy file applies again."""
+        visible(key, account)
+        service.set_policy(account, None)
+        service.audit(key.name, "policy.delete", account, {}, key.tenant)
+        return await get_policy(account, key)
+
+    @app.post("/v1/accounts/{account}/block", tags=["accounts"])
+    async def block(
+        account: str, body: BlockRequest, key: Annotated[ApiKey, Depends(need("block"))]
+    ) -> Response:
+        visible(key, account)
+        state = service.block(account, body.reason, key.name)
+        service.audit(key.name, "account.block", account, {"reason": body.reason}, key.tenant)
+        return _json({"account": account, "blocked": vars_block(state)})
+
+    @app.post("/v1/accounts/{account}/unblock", tags=["accounts"])
+    async def unblock(
+        account: str, body: BlockRequest, key: Annotated[ApiKey, Depends(need("block"))]
+    ) -> Response:
+        visible(key, account)
+        was = service.unblock(account)
+        service.audit(
+            key.name, "account.unblock", account, {"reason": body.reason, "was_blocked": was},
+            key.tenant,
+        )  # fmt: skip
+        return _json({"account": account, "blocked": None, "was_blocked": was})
+
+    @app.get("/v1/accounts/{account}/counters", tags=["accounts"])
+    async def counters(
+        account: str,
+        key: Annotated[ApiKey, Depends(need("read"))],
+        at: Annotated[datetime | None, Query()] = None,
+        country: Annotated[list[str] | None, Query(max_length=20)] = None,
+        number_type: Annotated[list[str] | None, Query(max_length=20)] = None,
+    ) -> Response:
+        """Spend (hour/day/month; spent and reserved), calls (minute/day), concurrent, block."""
+        visible(key, account)
+        when = _aware(at)
+        return _json(
+            service.counters(
+                account, when, [c.upper()[:3] for c in country or []],
+                [t.upper()[:32] for t in number_type or []],
+            )
+        )  # fmt: skip
+
+    @app.delete("/v1/accounts/{account}/counters/{name}", tags=["accounts"])
+    async def reset(
+        account: str,
+        name: str,
+        key: Annotated[ApiKey, Depends(need("reset"))],
+        at: Annotated[datetime | None, Query()] = None,
+    ) -> Response:
+        """Reset one counter of the period at ``at`` (spend: settled part only)."""
+        visible(key, account)
+        try:
+            n = service.reset_counter(account, name, _aware(at))
+        except NotFound:
+            raise Problem(404, "unknown-counter", f"no counter {name!r}") from None
+        service.audit(key.name, "counter.reset", account, {"counter": name, "n": n}, key.tenant)
+        return _json({"account": account, "counter": name, "reset": n})
+
+    @app.get("/v1/audit", tags=["accounts"])
+    async def audit(
+        key: Annotated[ApiKey, Depends(need("read"))],
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+        account: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> Response:
+        """Who changed what, when: newest first, only this key's tenant."""
+        entries = [
+            e for e in service.state.audit(limit * 4 if account or keys.enabled else limit)
+            if (e.get("account") is None and key.tenant in ("*", e.get("tenant")))
+            or (e.get("account") is not None and keys.sees(key, e["account"]))
+        ]  # fmt: skip
+        if account is not None:
+            entries = [e for e in entries if e.get("account") == account]
+        return _json({"entries": entries[:limit]})
+
+    return app
+
+
+def vars_block(block: Any) -> dict[str, str]:
+    return {"reason": block.reason, "by": block.by, "at": block.at}
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    if at is None:
+        return None
+    if at.tzinfo is None:
+        raise Problem(422, "validation", "at: give an offset, e.g. 2024-06-01T10:00:00+02:00")
+    return at
+
+
+def _plain(errs: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in e["loc"]], "msg": str(e["msg"]), "type": str(e["type"])}
+        for e in errs[:50]
+    ]
+
+
+def _is_state_outage(exc: Exception) -> bool:
+    import sqlite3
+
+    import redis
+
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | sqlite3.OperationalError)
+
+
+def _record_from(service: AuthorizeService, item: CdrIn, n: int) -> CallRecord:
+    ctx = service.policy.dialing_context(item.account)
+    num = service.numbers.describe(item.callee, ctx)
+    end = item.end or item.start
+    duration = (
+        item.duration if item.duration is not None else int((end - item.start).total_seconds())
+    )
+    disposition = Disposition(item.disposition)
+    record = CallRecord(
+        record_id=item.record_id or f"api:{item.account}:{item.start.isoformat()}:{n}",
+        account=item.account,
+        caller=item.caller,
+        callee=item.callee,
+        start=item.start.astimezone(UTC),
+        end=end.astimezone(UTC),
+        duration=max(duration, 0),
+        billsec=item.billsec,
+        disposition=disposition,
+        answer=item.answer.astimezone(UTC) if item.answer else None,
+        source="api",
+        hangup_cause=item.hangup_cause,
+        callee_e164=num.e164,
+        country=num.country,
+        number_type=num.number_type,
+        risk=num.risk,
+    )
+    plan = service.plan(item.account)
+    if plan.deck is not None and num.e164 is not None:
+        row = service.rates.lookup(plan.deck, num.e164, record.start)
+        if row is not None:
+            record.cost = row.cost(item.billsec, disposition is Disposition.ANSWERED)
+            record.currency = row.currency
+            record.prefix = row.prefix
+            record.deck = row.deck
+            record.deck_row = row.row
+    return record
+
+
+def _records_from_csv(
+    service: AuthorizeService, raw: bytes, fmt: str
+) -> tuple[list[CallRecord], int]:
+    try:
+        from tollguard.scan import Scanner, ScanOptions, ScanResult, records_from_frame
+    except ImportError:
+        raise Problem(501, "csv-unavailable", "CSV intake needs the CDR readers") from None
+    fd, name = tempfile.mkstemp(suffix=".csv", prefix="tollguard-cdrs-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        scanner = Scanner(service.policy, ScanOptions(fmt=fmt, rates=service.rates.default_rates))
+        result = ScanResult(currency=service.policy.defaults.currency or "EUR")
+        from pathlib import Path
+
+        records: list[CallRecord] = []
+        try:
+            for frame in scanner.rated_batches([Path(name)], result):
+                records.extend(records_from_frame(frame))
+        except (ValueError, LookupError) as exc:
+            raise Problem(422, "unreadable-cdrs", str(exc)[:500]) from None
+        return records, result.rejected
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _detect(
+    service: AuthorizeService, box: dict[str, Any], records: list[CallRecord], key: ApiKey
+) -> tuple[list[dict[str, Any]], list[str]]:
+    if box["engine"] is None:
+        try:
+            from tollguard.detect.engine import Engine
+        except ImportError:
+            return [], []
+        box["engine"] = Engine(service.policy)
+    engine = box["engine"]
+    alerts: list[dict[str, Any]] = []
+    blocked: list[str] = []
+    for record in sorted(records, key=lambda r: (r.end, r.record_id)):
+        for alert in engine.process(record):
+            alerts.append(alert.to_dict())
+            if alert.severity != "critical" or alert.report_only:
+                continue
+            acc = service.plan(alert.account).account
+            if acc.on_critical != "block" or acc.report_only or alert.account in blocked:
+                continue
+            if service.state.get_block(alert.account) is not None:
+                continue
+            why = alert.explanation.get("why") or alert.explanation.get("parameter") or ""
+            reason = f"critical alert {alert.id} ({alert.detector}): {why}"[:500]
+            service.block(alert.account, reason, f"engine via {key.name}")
+            service.audit(
+                f"engine via {key.name}", "account.block", alert.account,
+                {"reason": reason, "alert": alert.id}, key.tenant,
+            )  # fmt: skip
+            blocked.append(alert.account)
+    return alerts, blocked

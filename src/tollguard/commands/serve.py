@@ -1,0 +1,139 @@
+"""`tollguard serve`: the real-time authorize service; `tollguard keys`: API key helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+DEFAULT_STATE = "sqlite:///tollguard-state.db"
+
+keys_app = typer.Typer(help="API keys for `tollguard serve` (stored hashed in a TOML file).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+
+
+def serve(
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy TOML (accounts, limits, decks).")
+    ] = None,
+    rates: Annotated[str | None, typer.Option(help="Default rate deck CSV or deck name.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            help="memory://, sqlite:///FILE (memory + SQLite journal; the default) or "
+            "redis://HOST:PORT/DB. Default: $TOLLGUARD_REDIS_URL if set, else "
+            f"{DEFAULT_STATE}."
+        ),
+    ] = None,
+    keys: Annotated[
+        Path | None, typer.Option(help="API keys TOML (default: $TOLLGUARD_KEYS_FILE).")
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Development only: every caller is an admin.")
+    ] = False,
+    allow_unknown_accounts: Annotated[
+        bool,
+        typer.Option(help="Authorize accounts not in the policy with [defaults] (else deny)."),
+    ] = False,
+    sweep_interval: Annotated[
+        float, typer.Option(help="Seconds between expiry sweeps of calls without an end; 0 off.")
+    ] = 30.0,
+    ring_timeout: Annotated[int, typer.Option(help="Unanswered calls expire after (s).")] = 180,
+    end_grace: Annotated[
+        int, typer.Option(help="Answered calls expire max_duration_s + this (s).")
+    ] = 300,
+    max_duration: Annotated[
+        int, typer.Option(help="Longest grant when no limit is tighter (s).")
+    ] = 4 * 3600,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Answer switches' "may this call go through?" and keep every limit in real time."""
+    import uvicorn
+
+    from tollguard.api.app import create_app
+    from tollguard.api.auth import Keyring, KeysError
+    from tollguard.limits.backends import StateURLError, open_state
+    from tollguard.limits.service import AuthorizeService, Settings
+    from tollguard.policy import PolicyError, default_policy, load_policy
+
+    try:
+        pol = load_policy(policy) if policy is not None else default_policy()
+    except PolicyError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    keys_path = keys or (
+        Path(os.environ["TOLLGUARD_KEYS_FILE"]) if os.environ.get("TOLLGUARD_KEYS_FILE") else None
+    )
+    if keys_path is None and not no_auth:
+        typer.echo(
+            "no API keys: pass --keys FILE (or set TOLLGUARD_KEYS_FILE); "
+            "`tollguard keys new` makes one. --no-auth is for development only.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        keyring = Keyring.load(keys_path) if keys_path is not None and not no_auth else None
+    except KeysError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    url = state or os.environ.get("TOLLGUARD_REDIS_URL") or DEFAULT_STATE
+    try:
+        backend = open_state(url)
+    except StateURLError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    settings = Settings(
+        allow_unknown_accounts=allow_unknown_accounts,
+        default_max_duration_s=max_duration,
+        ring_timeout_s=ring_timeout,
+        end_grace_s=end_grace,
+    )
+    try:
+        service = AuthorizeService(pol, backend, rates, settings)
+    except ValueError as exc:  # rate deck problems
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    app = create_app(service, keyring, sweep_interval_s=sweep_interval)
+    typer.echo(f"tollguard serve on http://{host}:{port} (state {url.split('@')[-1]})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    backend.close()
+
+
+@keys_app.command("new")
+def keys_new(
+    name: Annotated[str, typer.Option(help="Key name (shown in the audit log).")],
+    role: Annotated[str, typer.Option(help="switch | analyst | admin")] = "switch",
+    tenant: Annotated[str, typer.Option(help="Tenant name from [tenants], or '*'.")] = "*",
+) -> None:
+    """Make a new key: prints the key once (give it to the client) and its TOML entry."""
+    from tollguard.api.auth import ROLES, hash_key, new_key
+
+    if role not in ROLES:
+        typer.echo(f"role must be one of {list(ROLES)}", err=True)
+        raise typer.Exit(2)
+    raw = new_key()
+    typer.echo(f"# key (shown once): {raw}")
+    typer.echo(f'[[keys]]\nname = "{name}"\nrole = "{role}"\ntenant = "{tenant}"')
+    typer.echo(f'sha256 = "{hash_key(raw)}"')
+
+
+@keys_app.command("hash")
+def keys_hash(key: Annotated[str, typer.Argument(help="The raw key.")]) -> None:
+    """SHA-256 of a key, for the keys file."""
+    from tollguard.api.auth import hash_key
+
+    typer.echo(hash_key(key))
+
+
+if __name__ == "__main__":  # `python -m tollguard.commands.serve serve ...` (same command)
+    _standalone = typer.Typer(add_completion=False)
+    register(_standalone)
+    _standalone()
