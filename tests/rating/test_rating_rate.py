@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tollguard.cdr.model import NUMBERING_SCHEMA, RATING_SCHEMA, RECORD_SCHEMA, cost_from_e4
@@ -238,24 +238,52 @@ def test_rate_frame_effective_dates_and_fallback() -> None:
         switch - timedelta(microseconds=1),  # 670 v1
         switch,  # 670 v2 at the exact instant
     ]
+    mobile_from = datetime(2024, 3, 1, tzinfo=UTC)  # 67077 has one version only
+    starts += [mobile_from - timedelta(microseconds=1), mobile_from]
     calls = [{"callee_e164": "+67031234", "start": s, "billsec": 60} for s in starts]
     calls += [{"callee_e164": "+67077123", "start": s, "billsec": 60} for s in starts]
     out = Rater.from_decks(deck).rate_frame(make_frame(calls))
     assert out["cost_e4"].to_list() == [
-        None, 10000, 10000, 20000,
-        None, 10000, 50000, 50000,
+        None, 10000, 10000, 20000, 10000, 10000,
+        None, 10000, 50000, 50000, 10000, 50000,
     ]  # fmt: skip
-    assert out["prefix"].to_list()[5:] == ["670", "67077", "67077"]
+    assert out["prefix"].to_list()[6:] == [None, "670", "67077", "67077", "670", "67077"]
+
+
+@pytest.mark.parametrize(
+    ("rate", "billsec", "cost_e4"),
+    [
+        ("0.0003", 10, 1),  # 0.00005 exactly: half up
+        ("0.0003", 9, 0),  # 0.000045
+        ("0.000006", 50, 0),  # 0.000005
+        ("0.001506", 2, 1),  # 0.0000502
+        ("0.001494", 2, 0),  # 0.0000498
+        ("1.000003", 60, 10000),  # 1.000003
+        ("1.00015", 60, 10002),  # 1.00015: exact half
+    ],
+)
+def test_rate_frame_rounds_half_up(rate: str, billsec: int, cost_e4: int) -> None:
+    deck = RateDeck.parse(f"prefix,destination,rate_per_minute\n1,X,{rate}\n", "r")
+    frame = make_frame([{"callee_e164": "+12025550100", "billsec": billsec}])
+    out = Rater.from_decks(deck).rate_frame(frame)
+    assert out["cost_e4"].to_list() == [cost_e4]
+    assert deck.rows[0].cost(billsec) == cost_from_e4(cost_e4)
 
 
 # -- vectorized == exact, property style -----------------------------------------
 
-RATES = st.decimals(min_value=0, max_value=50, places=6, allow_nan=False, allow_infinity=False)
+RATES = st.one_of(
+    st.decimals(min_value=0, max_value=50, places=6, allow_nan=False, allow_infinity=False),
+    # small rates hit exact half-way cases (x.xxxx5) often
+    st.integers(min_value=0, max_value=3000).map(lambda n: Decimal(n).scaleb(-6)),
+)
 FEES = st.decimals(min_value=0, max_value=5, places=4, allow_nan=False, allow_infinity=False)
 INCREMENTS = st.sampled_from([(60, 60), (30, 6), (1, 1), (6, 6), (45, 15), (1, 60), (60, 1)])
 
 
 @settings(max_examples=200, deadline=None)
+@example(Decimal("0.0003"), Decimal(0), Decimal(0), (1, 1), [(10, True), (9, True)])
+@example(Decimal("0.00015"), Decimal("0.0001"), Decimal(0), (60, 60), [(1, True), (61, False)])
 @given(
     rate=RATES,
     connect=FEES,
