@@ -260,7 +260,7 @@ class MemoryState:
             call = self._calls.get(call_id)
             return None if call is None else CallState(**asdict(call))
 
-    def answer(self, call_id: str, now: float) -> CallState | None:
+    def answer(self, call_id: str, now: float, expires_at: float) -> CallState | None:
         with self._lock:
             call = self._calls.get(call_id)
             if call is None:
@@ -268,7 +268,7 @@ class MemoryState:
             if call.state == "ringing":
                 call.state = "answered"
                 call.answered = now
-                call.expires = now + float(call.meta.get("hold", "0"))
+                call.expires = expires_at
                 self._live.setdefault(call.account, {})[call_id] = call.expires
                 self._touch("call", call_id)
                 self._flush()

@@ -38,8 +38,8 @@ local function settle(cid, charge_all, newstate, cost)
     if charge_all and c[4] == 'answered' then cost = res else cost = 0 end
   end
   for key in string.gmatch(c[3] or '', '[^\n]+') do
-    redis.call('HINCRBY', key, 's', cost)
-    redis.call('HINCRBY', key, 'r', -res)
+    if cost ~= 0 then redis.call('HINCRBY', key, 's', cost) end
+    if res ~= 0 then redis.call('HINCRBY', key, 'r', 0 - res) end
   end
   redis.call('ZREM', 'tg:{' .. c[1] .. '}:live', cid)
   redis.call('HSET', ck, 'state', newstate, 'cost', cost)
@@ -153,12 +153,12 @@ return {'ok', fail, tostring(fval), tostring(flim), rem, tostring(res), mj}
 """.replace("@BATCH@", str(EXPIRE_BATCH))
 )
 
-# KEYS: call ; ARGV: now
+# KEYS: call ; ARGV: now, expires_at
 _ANSWER = r"""
-local c = redis.call('HMGET', KEYS[1], 'acct', 'state', 'hold')
+local c = redis.call('HMGET', KEYS[1], 'acct', 'state')
 if not c[1] then return 0 end
 if c[2] == 'ringing' then
-  local exp = tonumber(ARGV[1]) + tonumber(c[3])
+  local exp = tonumber(ARGV[2])
   redis.call('HSET', KEYS[1], 'state', 'answered', 'answered', ARGV[1], 'expires', tostring(exp))
   redis.call('ZADD', 'tg:{' .. c[1] .. '}:live', 'XX', exp, string.sub(KEYS[1], 9))
 end
@@ -288,8 +288,8 @@ class RedisState:
             cost_e4=int(h["cost"]) if "cost" in h else None,
         )
 
-    def answer(self, call_id: str, now: float) -> CallState | None:
-        if not self._answer(keys=[_call_key(call_id)], args=[repr(now)]):
+    def answer(self, call_id: str, now: float, expires_at: float) -> CallState | None:
+        if not self._answer(keys=[_call_key(call_id)], args=[repr(now), repr(expires_at)]):
             return None
         return self.get_call(call_id)
 

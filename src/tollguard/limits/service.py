@@ -526,21 +526,39 @@ class AuthorizeService:
 
     # -- lifecycle ---------------------------------------------------------------
     def answer(self, call_id: str, at: datetime | None = None) -> CallState:
+        """The call was answered: it now expires at answer + granted duration + grace."""
         when = at if at is not None else datetime.now(UTC)
-        call = self.state.answer(call_id, _epoch(when))
+        call = self.state.get_call(call_id)
         if call is None:
             raise NotFound(call_id)
-        return call
+        now = _epoch(when)
+        answered = self.state.answer(
+            call_id, now, now + self.granted_s(call) + self.settings.end_grace_s
+        )
+        if answered is None:
+            raise NotFound(call_id)
+        return answered
 
-    def call_cost_e4(self, call: CallState, billsec: int) -> int:
+    def granted_s(self, call: CallState) -> int:
+        """The max_duration_s the call was given (recomputed from its reservation)."""
+        horizon = int(call.meta.get("horizon", self.settings.default_max_duration_s))
+        if call.meta.get("limited") != "1" or call.meta.get("forced") == "1":
+            return horizon
+        row = self._row_of(call)
+        if row is None:
+            return horizon
+        return min(horizon, row.max_seconds_within(from_e4(call.reserved_e4)))
+
+    def _row_of(self, call: CallState) -> RateRow | None:
         deck_name = call.meta.get("deck", "")
         e164 = call.meta.get("e164", "")
-        if not deck_name or not e164 or billsec <= 0:
-            return 0
-        deck = self.rates.deck_named(deck_name)
-        if deck is None:
-            return 0
-        row = self.rates.lookup(deck, e164, datetime.fromisoformat(call.meta["at"]))
+        deck = self.rates.deck_named(deck_name) if deck_name else None
+        if deck is None or not e164:
+            return None
+        return self.rates.lookup(deck, e164, datetime.fromisoformat(call.meta["at"]))
+
+    def call_cost_e4(self, call: CallState, billsec: int) -> int:
+        row = self._row_of(call) if billsec > 0 else None
         return 0 if row is None else to_e4(row.cost(billsec))
 
     def end(
