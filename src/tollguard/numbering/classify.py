@@ -57,7 +57,7 @@ SATELLITE_CODES = frozenset({870, 881})  # every typed number is satellite
 INTERNATIONAL_NETWORK_CODES = frozenset({882, 883})
 SATELLITE_NSN_PREFIXES: dict[int, tuple[str, ...]] = {882: ("13", "16")}  # EMSAT, Thuraya
 _TERRESTRIAL = frozenset({PNT.MOBILE, PNT.FIXED_LINE, PNT.FIXED_LINE_OR_MOBILE})
-_E164 = re.compile(r"\+[0-9]{1,17}")
+_E164 = re.compile(r"\+[0-9]{1,240}")
 CACHE_CAP = 1 << 20
 
 

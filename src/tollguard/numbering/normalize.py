@@ -104,13 +104,16 @@ def _clean(dialed: str) -> str:
 
 
 def is_valid_e164_digits(digits: str) -> bool:
-    """Whether phonenumbers' metadata gives "+digits" a number type (fast path)."""
+    """Whether "+digits" is a canonical E.164 number that phonenumbers' metadata types."""
     return _valid(digits)
 
 
 @lru_cache(maxsize=1 << 18)
 def _valid(digits: str) -> bool:
-    return _meta.lookup(digits)[3] != _meta.PNT.UNKNOWN
+    cc, nsn, _, pn_type = _meta.lookup(digits)
+    # Canonical only: "+31 0 20..." is valid for phonenumbers (it strips the 0) but
+    # is not how the number is written in E.164.
+    return pn_type != _meta.PNT.UNKNOWN and len(str(cc)) + len(nsn) == len(digits)
 
 
 def _international(digits: str) -> str | None:
@@ -180,7 +183,7 @@ def _clean_expr(col: pl.Expr) -> pl.Expr:
 def _valid_series(s: pl.Series) -> pl.Series:
     uniq = s.drop_nulls().unique()
     good = [d for d in uniq.to_list() if _valid(d)]
-    return s.is_in(pl.Series(good, dtype=pl.String)).fill_null(False)
+    return s.is_in(pl.Series(good, dtype=pl.String).implode()).fill_null(False)
 
 
 def _valid_expr(digits: pl.Expr) -> pl.Expr:
