@@ -172,14 +172,14 @@ def detect_format(path: Path) -> DetectedFormat:
     rows_w = [r for r in rows if len(r) == width]
     disp = frozenset(ASTERISK_DISPOSITIONS)
     q850 = re.compile(Q850_SHAPE)
-    if width in ASTERISK_LAYOUTS and _share(rows_w, 14, disp) >= 0.8:
+    if width in ASTERISK_LAYOUTS and _share(rows_w, 14, disp) >= 0.5:
         columns, what = ASTERISK_LAYOUTS[width]
         why = (
             f"no header; {width} comma-separated fields per line with Asterisk dispositions "
             f"(ANSWERED, NO ANSWER...) in field 15: Asterisk cdr_csv Master.csv with {what}"
         )
         return DetectedFormat("asterisk-csv", why, columns)
-    if width in ASTERISK_CUSTOM_LAYOUTS and _share(rows_w, 13, disp) >= 0.8:
+    if width in ASTERISK_CUSTOM_LAYOUTS and _share(rows_w, 13, disp) >= 0.5:
         columns, what = ASTERISK_CUSTOM_LAYOUTS[width]
         why = (
             f"no header; {width} fields per line with Asterisk dispositions in field 14 and a "

@@ -158,6 +158,11 @@ def _seconds(expr: pl.Expr) -> pl.Expr:
     return pl.duration(seconds=expr)
 
 
+def _ceil_seconds(delta: pl.Expr) -> pl.Expr:
+    """Whole seconds of a duration, fractions rounded up (as switches bill)."""
+    return (delta.dt.total_microseconds() + 999_999) // 1_000_000
+
+
 def _text(column: str) -> pl.Expr:
     return pl.col(column).fill_null("")
 
@@ -283,7 +288,7 @@ def normalize(frame: pl.DataFrame, conv: Conversion) -> tuple[pl.DataFrame, list
         ),
         _duration1=pl.coalesce(
             pl.col("_duration0"),
-            (pl.col("_end1") - s).dt.total_seconds(),
+            _ceil_seconds(pl.col("_end1") - s),
             pl.col("_setup") + b0,
             b0,
         ),
@@ -291,7 +296,7 @@ def normalize(frame: pl.DataFrame, conv: Conversion) -> tuple[pl.DataFrame, list
     step4 = step3.with_columns(
         _end2=pl.coalesce(pl.col("_end1"), s + _seconds(pl.col("_duration1"))),
         _billsec1=pl.coalesce(
-            b0, (pl.col("_end1") - pl.col("_answer2")).dt.total_seconds(), pl.lit(0, pl.Int64)
+            b0, _ceil_seconds(pl.col("_end1") - pl.col("_answer2")), pl.lit(0, pl.Int64)
         ),
     )
     disp = disposition_expr(
