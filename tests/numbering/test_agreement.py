@@ -40,14 +40,12 @@ def reference(e164: str) -> tuple[str | None, NumberType]:
     ntype = _NAMES[pn_type]
     cc = num.country_code
     nsn = phonenumbers.national_significant_number(num)
-    if pn_type != PhoneNumberType.UNKNOWN:
-        if cc in (870, 881):
-            ntype = NumberType.SATELLITE
-        elif cc in (882, 883) and (
-            ntype in (NumberType.MOBILE, NumberType.FIXED_LINE, NumberType.FIXED_LINE_OR_MOBILE)
-            or (cc == 882 and nsn[:2] in ("13", "16"))
-        ):
-            ntype = NumberType.SATELLITE
+    terrestrial = (NumberType.MOBILE, NumberType.FIXED_LINE, NumberType.FIXED_LINE_OR_MOBILE)
+    satellite = cc in (870, 881) or (
+        cc in (882, 883) and (ntype in terrestrial or (cc == 882 and nsn[:2] in ("13", "16")))
+    )
+    if pn_type != PhoneNumberType.UNKNOWN and satellite:
+        ntype = NumberType.SATELLITE
     return region, ntype
 
 
