@@ -171,7 +171,16 @@ class NumberClassifier:
                 }
             )
         )
-        uniq = lookup.get_column("_e164").drop_nulls().unique().to_list()
+        callee_keys = base.select(
+            acc.alias("_acc"), pl.col("callee").cast(pl.String).alias("_num")
+        ).unique()
+        uniq = (
+            lookup.join(callee_keys, on=["_acc", "_num"], how="semi")
+            .get_column("_e164")
+            .drop_nulls()
+            .unique()
+            .to_list()
+        )
         infos = [self.classify(e) for e in uniq]
         classes = pl.DataFrame(
             {
