@@ -5,7 +5,6 @@ service directly, so the authorize path has no thread hop. Every error is an RFC
 problem document; no request can change a counter unless it was fully valid.
 """
 
-from __future__ import annotations
 
 import asyncio
 import contextlib
@@ -80,7 +79,7 @@ class Metrics:
     decisions: Counter
 
     @classmethod
-    def create(cls) -> Metrics:
+    def create(cls) -> "Metrics":
         reg = CollectorRegistry()
         return cls(
             reg,
@@ -256,6 +255,7 @@ def create_app(
     )
     app.state.service = service
     app.state.metrics = metrics
+    app.add_middleware(Guard, metrics=metrics, max_body=max_body, max_cdr_body=max_cdr_body)
 
     # -- errors -----------------------------------------------------------------
     @app.exception_handler(Problem)
@@ -694,9 +694,11 @@ def _detect(
     if box["engine"] is None:
         try:
             from tollguard.detect.engine import Engine
-        except ImportError:
+
+            box["engine"] = Engine(service.policy)
+        except ImportError:  # the engine (or one of its detectors) is not installed
+            log.warning("detection engine not available; records accepted without detection")
             return [], []
-        box["engine"] = Engine(service.policy)
     engine = box["engine"]
     alerts: list[dict[str, Any]] = []
     blocked: list[str] = []

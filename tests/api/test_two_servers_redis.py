@@ -1,0 +1,143 @@
+"""Two `tollguard serve` processes on one Redis, hammered on one account: never over the limit."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from .conftest import DATA, auth, keys_toml
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+REQUESTS = 300  # bounded: 300 authorize + their ends, 8 threads
+
+
+def _ensure_redis() -> None:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+        return
+    except redis.ConnectionError:
+        pass
+    subprocess.run(
+        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+         "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+         "--logfile", "/var/log/redis/ci.log"],
+        check=False, timeout=20,
+    )  # fmt: skip
+    for _ in range(50):
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    pytest.fail("this test needs Redis on 127.0.0.1:6379 and could not start redis-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(port: int, keys: Path, policy: Path) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "tollguard.commands.serve", "serve", "--policy", str(policy),
+        "--keys", str(keys), "--state", REDIS_URL, "--port", str(port), "--sweep-interval", "0",
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            pytest.fail(f"tollguard serve exited: {err[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    pytest.fail(f"tollguard serve on port {port} did not come up in 30 s")
+
+
+def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
+    _ensure_redis()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    keys = tmp_path / "keys.toml"
+    keys.write_text(keys_toml())
+    # 'small' allows 2 calls/minute; give it a roomier copy: EUR 1/day, 0.5/hour, 250 calls
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        (DATA / "policy.toml")
+        .read_text()
+        .replace('rates = "rates.csv"', f'rates = "{DATA / "rates.csv"}"')
+        + "\n[accounts.hammer.limits]\nmax_spend_per_day = 1\nmax_calls_per_day = 250\n"
+        "max_call_duration_s = 120\n"
+    )
+    keys.write_text(keys_toml().replace('"free"]', '"free", "hammer"]'))
+    ports = [_free_port(), _free_port()]
+    procs = [_start(p, keys, policy) for p in ports]
+    try:
+        for p, proc in zip(ports, procs, strict=True):
+            _wait(p, proc)
+        clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
+        at = "2024-06-03T12:00:00+02:00"
+
+        def one(i: int) -> tuple[str, int, str]:
+            c = clients[i % 2]
+            # mobile 0.05/min in 60 s steps: each grant of 120 s reserves 0.10
+            body = {"account": "hammer", "caller": "1", "callee": "0612345678",
+                    "call_id": f"h{i}", "at": at}  # fmt: skip
+            r = c.post("/v1/authorize", json=body, headers=auth("switch"))
+            d = r.json()
+            if d["decision"] == "allow" and i % 3 == 0:  # some calls end, at a real cost
+                e = clients[(i + 1) % 2].post(
+                    f"/v1/calls/h{i}/end", json={"billsec": 30}, headers=auth("switch")
+                )
+                assert e.status_code == 200
+            return d["decision"], d["max_duration_s"], d["reason"]
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(REQUESTS)))
+        allowed = [r for r in results if r[0] == "allow"]
+        denied = [r for r in results if r[0] == "deny"]
+        assert {r[2] for r in denied} <= {"spend_per_day", "calls_per_day"}
+        counters = (
+            clients[0]
+            .get("/v1/accounts/hammer/counters", params={"at": at}, headers=auth("admin"))
+            .json()
+        )
+        spent = Decimal(counters["spend_day"]["spent"])
+        reserved = Decimal(counters["spend_day"]["reserved"])
+        assert spent + reserved <= Decimal(1)
+        # exact counters: every allowed call counted once, every ended call settled at 0.05
+        ended = sum(1 for i, r in enumerate(results) if r[0] == "allow" and i % 3 == 0)
+        assert counters["calls_day"] == len(allowed)
+        assert counters["concurrent"] == len(allowed) - ended
+        assert spent == Decimal("0.05") * ended
+        live = len(allowed) - ended
+        assert reserved == sum(
+            (Decimal("0.10") if r[1] == 120 else Decimal("0.05")) for i, r in enumerate(results)
+            if r[0] == "allow" and i % 3 != 0
+        )  # fmt: skip
+        assert live > 0 and len(denied) > 0  # the limit was really reached
+        for c in clients:
+            c.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
