@@ -145,6 +145,7 @@ rated_records = Table(
     *RATED_COLUMNS,
     Index(None, "start"),
     Index(None, "account", "local_day"),
+    Index(None, "local_day"),
 )
 
 # Lines that could not be read. ``line_key`` makes re-delivery of the same bad line

@@ -152,6 +152,7 @@ def upgrade() -> None:
             batch_op.f("ix_rated_records_account_local_day"), ["account", "local_day"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_rated_records_start"), ["start"], unique=False)
+        batch_op.create_index(batch_op.f("ix_rated_records_local_day"), ["local_day"], unique=False)
 
     op.create_table(
         "rate_deck_rows",
@@ -179,6 +180,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("rate_deck_rows")
     with op.batch_alter_table("rated_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rated_records_local_day"))
         batch_op.drop_index(batch_op.f("ix_rated_records_start"))
         batch_op.drop_index(batch_op.f("ix_rated_records_account_local_day"))
 

@@ -1,0 +1,1 @@
+"""Durable ingestion: watched files, NATS JetStream and HTTP batches into the store."""
