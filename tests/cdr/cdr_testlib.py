@@ -13,7 +13,9 @@ from tollguard.cdr.quarantine import QuarantinedLine
 from tollguard.cdr.read import ReadBatch, read_records
 
 
-def read_all(path: Path, **kwargs: Any) -> tuple[pl.DataFrame, list[QuarantinedLine], list[ReadBatch]]:
+def read_all(
+    path: Path, **kwargs: Any
+) -> tuple[pl.DataFrame, list[QuarantinedLine], list[ReadBatch]]:
     batches = list(read_records(path, **kwargs))
     frames = [b.frame for b in batches]
     frame = pl.concat(frames) if frames else pl.DataFrame(schema=RECORD_SCHEMA)

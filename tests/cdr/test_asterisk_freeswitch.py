@@ -113,8 +113,11 @@ def test_unknown_asterisk_disposition_is_quarantined(tmp_path: Path) -> None:
     frame, quarantined, _ = read_all(write(tmp_path / "m.csv", lines))
     assert frame.height == 2
     assert [(q.line, q.reason) for q in quarantined] == [
-        (2, "'MAYBE' is not an Asterisk disposition (ANSWERED, NO ANSWER, BUSY, FAILED, "
-            "CONGESTION, CANCEL)")
+        (
+            2,
+            "'MAYBE' is not an Asterisk disposition (ANSWERED, NO ANSWER, BUSY, FAILED, "
+            "CONGESTION, CANCEL)",
+        )
     ]
 
 
@@ -265,7 +268,9 @@ def test_forced_format(tmp_path: Path, samples_dir: Path) -> None:
     path = write(tmp_path / "m.csv", [ast18("1.1"), ast18("1.2")])
     frame, _, batches = read_all(path, fmt="asterisk-csv")
     assert frame.height == 2 and batches[0].format == "asterisk-csv"
-    with pytest.raises(CdrFormatError, match="13 or 15 or 18 fields per line, but most of the first lines have 21"):
+    with pytest.raises(
+        CdrFormatError, match="13 or 15 or 18 fields per line, but most of the first lines have 21"
+    ):
         read_all(samples_dir / "asterisk" / "newcdrcolumns.csv", fmt="freeswitch-csv")
     with pytest.raises(CdrFormatError, match="unknown format 'cisco'"):
         read_all(path, fmt="cisco")

@@ -15,8 +15,8 @@ Time rules
   15-17 digits microseconds; ``0`` means "no time" (FreeSWITCH writes it for answer).
 Derived values: missing end = start + duration; missing duration = end - start (or
 setup + billsec); missing billsec = end - answer; missing answer = start + setup, or
-end - billsec when billsec > 0. A record that is not answered has answer null and
-billsec 0, whatever the switch wrote.
+end - billsec when billsec > 0, else (answered calls) start. A record that is not
+answered has answer null and billsec 0, whatever the switch wrote.
 """
 
 from __future__ import annotations
@@ -279,31 +279,43 @@ def normalize(frame: pl.DataFrame, conv: Conversion) -> tuple[pl.DataFrame, list
     step2 = step1.with_columns(_end1=end_v, _answer1=answer_v)
     b0 = pl.col("_billsec0")
     step3 = step2.with_columns(
-        _answer2=pl.coalesce(
-            pl.col("_answer1"),
-            pl.when(pl.col("_setup").is_not_null() & (b0.fill_null(1) > 0)).then(
-                s + _seconds(pl.col("_setup"))
-            ),
-            pl.when((b0 > 0) & pl.col("_end1").is_not_null()).then(pl.col("_end1") - _seconds(b0)),
-        ),
         _duration1=pl.coalesce(
             pl.col("_duration0"),
             _ceil_seconds(pl.col("_end1") - s),
             pl.col("_setup") + b0,
             b0,
         ),
+    ).with_columns(
+        _end2=pl.coalesce(pl.col("_end1"), s + _seconds(pl.col("_duration1"))),
     )
     step4 = step3.with_columns(
-        _end2=pl.coalesce(pl.col("_end1"), s + _seconds(pl.col("_duration1"))),
-        _billsec1=pl.coalesce(
-            b0, _ceil_seconds(pl.col("_end1") - pl.col("_answer2")), pl.lit(0, pl.Int64)
+        _answer2=pl.coalesce(
+            pl.col("_answer1"),
+            pl.when(pl.col("_setup").is_not_null() & (b0.fill_null(1) > 0)).then(
+                s + _seconds(pl.col("_setup"))
+            ),
+            pl.when(b0 > 0).then(pl.col("_end2") - _seconds(b0)),
         ),
     )
     disp = disposition_expr(
         conv.disposition, pl.col("_cause"), b0, pl.col("_answer1").is_not_null()
     )
-    step5 = step4.with_columns(_disp=disp)
-    e, a = pl.col("_end2"), pl.col("_answer2")
+    answered = pl.col("_disp") == ANSWERED
+    # Answered, but no answer time written or derivable: answered at start.
+    step5 = (
+        step4.with_columns(_disp=disp)
+        .with_columns(_answer3=pl.when(answered).then(pl.coalesce(pl.col("_answer2"), s)))
+        .with_columns(
+            _billsec1=pl.when(answered)
+            .then(
+                pl.coalesce(
+                    b0, _ceil_seconds(pl.col("_end2") - pl.col("_answer3")), pl.lit(0, pl.Int64)
+                )
+            )
+            .otherwise(pl.lit(0, pl.Int64))
+        )
+    )
+    e, a = pl.col("_end2"), pl.col("_answer3")
     checked = step5.with_columns(
         _problem=pl.coalesce(
             pl.col("_problem"),
@@ -348,7 +360,6 @@ def normalize(frame: pl.DataFrame, conv: Conversion) -> tuple[pl.DataFrame, list
             need_hash.arg_true(), hashed
         )
         good = good.with_columns(_uid=pl.coalesce(pl.col("_uid"), pl.lit("h:") + pl.lit(full)))
-    answered = pl.col("_disp") == ANSWERED
     record_id = pl.concat_str([pl.lit(conv.source + ":"), pl.col("_uid")])
     if "_record_id" in good.columns:
         record_id = pl.coalesce(_blank_to_null(pl.col("_record_id")), record_id)
@@ -359,10 +370,10 @@ def normalize(frame: pl.DataFrame, conv: Conversion) -> tuple[pl.DataFrame, list
         caller=_text("caller").str.strip_chars(),
         callee=_text("callee").str.strip_chars(),
         start=pl.col("_start"),
-        answer=pl.when(answered).then(pl.col("_answer2")),
+        answer=pl.col("_answer3"),
         end=pl.col("_end2"),
         duration=pl.col("_duration1").cast(pl.Int64),
-        billsec=pl.when(answered).then(pl.col("_billsec1")).otherwise(0).cast(pl.Int64),
+        billsec=pl.col("_billsec1").cast(pl.Int64),
         disposition=pl.col("_disp"),
         hangup_cause=pl.col("_cause").fill_null(""),
         channel=_text("channel"),
