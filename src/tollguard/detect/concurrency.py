@@ -1,0 +1,116 @@
+"""concurrency: more simultaneous calls than this account ever has.
+
+The engine reconstructs overlap from start/end times in event time (see
+``base.Overlap``): CDRs arrive at the end of each call, so the peak number of calls in
+progress around a call is known when the last call of an overlapping group arrives.
+
+Expected: for calls arriving as a Poisson stream at the hour-of-week rate lambda with
+mean duration D, the number in progress is Poisson(lambda * D) (M/G/infinity), with the
+same Gamma uncertainty on lambda as ``deviation`` -> negative binomial. A peak alerts when
+it is improbable (``p_value`` warning 1e-4, critical 1e-7) *and* above the account's own
+learned daily peak (decayed maximum) by a factor (``over_usual`` 1.5 / 2) *and* at least
+``min_calls`` (4 / 8) calls. The hard ``max_concurrent_calls`` limit is checked by
+``limits``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from tollguard.cdr.model import CallRecord
+from tollguard.detect.alert import Severity
+from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money
+from tollguard.detect.stats import effective_shape, nbinom_sf
+
+
+@dataclass(slots=True)
+class _State:
+    tally: Tally
+    severity: Severity | None
+    peak: int
+    p: float
+
+
+class ConcurrencyDetector(BaseDetector):
+    name = "concurrency"
+    default_warning: ClassVar[dict[str, float]] = {
+        "p_value": 1e-4,
+        "min_calls": 4,
+        "over_usual": 1.5,
+    }
+    default_critical: ClassVar[dict[str, float]] = {
+        "p_value": 1e-7,
+        "min_calls": 8,
+        "over_usual": 2.0,
+    }
+    default_options: ClassVar[dict[str, Any]] = {"dispersion": 3.0, "gap_minutes": 60}
+
+    def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
+        settings = ctx.settings(self)
+        peak = ctx.peak
+        st: _State | None = ctx.state.get(self.name)
+        if (
+            st is not None
+            and st.tally.last is not None
+            and (
+                (record.end - st.tally.last).total_seconds()
+                > 60 * float(settings.options["gap_minutes"])
+            )
+        ):
+            st = None
+            ctx.state.pop(self.name, None)
+        usual = ctx.sig.peak
+        warn = settings.warning
+        if peak < warn["min_calls"] or peak < usual * warn["over_usual"]:
+            if st is None:
+                return []
+            st.tally.add(record)
+            return [self._finding(st, ctx, usual)]
+        sig = ctx.sig
+        mean = sig.slot_rate(ctx.slot) * sig.duration_mean() / 3600.0
+        shape = effective_shape(sig.level_shape, float(settings.options["dispersion"]))
+        p = nbinom_sf(peak, shape, max(mean, 1e-9))
+        sev: Severity | None = None
+        for name, th in (("critical", settings.critical), ("warning", warn)):
+            if peak >= th["min_calls"] and peak >= usual * th["over_usual"] and p < th["p_value"]:
+                sev = name  # type: ignore[assignment]
+                break
+        if st is None:
+            if sev is None:
+                return []
+            st = ctx.state[self.name] = _State(Tally(record.start), sev, peak, p)
+        st.tally.add(record)
+        if peak > st.peak:
+            st.peak, st.p = peak, p
+        if sev == "critical":
+            st.severity = "critical"
+        return [self._finding(st, ctx, usual)]
+
+    def _finding(self, st: _State, ctx: AccountContext, usual: float) -> Finding:
+        cur = ctx.policy.currency
+        why = (
+            f"{st.peak} calls in progress at the same time (usually at most {usual:.0f}); "
+            f"{st.tally.calls} calls in this episode costing {cur} {money(st.tally.cost)} "
+            f"(probability {st.p:.1e})"
+        )
+        return Finding(
+            subject=ctx.account,
+            subject_kind="account",
+            severity=st.severity,
+            started_at=st.tally.started_at,
+            records=st.tally.calls,
+            cost=st.tally.cost,
+            prior_ids=st.tally.prior(),
+            explanation={
+                "parameter": "concurrent_calls",
+                "value": st.peak,
+                "expected": round(usual, 2),
+                "p_value": float(f"{st.p:.3g}"),
+                "threshold": {
+                    "warning": ctx.settings(self).warning["p_value"],
+                    "critical": ctx.settings(self).critical["p_value"],
+                },
+                "why": why,
+            },
+        )
