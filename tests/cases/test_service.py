@@ -21,8 +21,16 @@ def test_alerts_of_one_account_join_one_case(engine: Engine, make_alert: MakeAle
     r1 = svc.ingest(make_alert())
     assert r1.outcome == "created"
     r2 = svc.ingest(
-        make_alert(id="a2", detector="limits", subject="acme", subject_kind="account",
-                   severity="critical", minutes=25, cost=Decimal("600.0000"), records=40)
+        make_alert(
+            id="a2",
+            detector="limits",
+            subject="acme",
+            subject_kind="account",
+            severity="critical",
+            minutes=25,
+            cost=Decimal("600.0000"),
+            records=40,
+        )
     )
     assert r2.outcome == "joined"
     assert r2.severity_raised
@@ -40,10 +48,24 @@ def test_alerts_of_one_account_join_one_case(engine: Engine, make_alert: MakeAle
 
 def test_number_centric_alerts_group_by_number(engine: Engine, make_alert: MakeAlert) -> None:
     svc = CaseService(engine)
-    a = svc.ingest(make_alert(id="p1", detector="pumping", account="sim-1",
-                              subject="+319091234567", subject_kind="number"))
-    b = svc.ingest(make_alert(id="p2", detector="pumping", account="sim-2",
-                              subject="+319091234567", subject_kind="number"))
+    a = svc.ingest(
+        make_alert(
+            id="p1",
+            detector="pumping",
+            account="sim-1",
+            subject="+319091234567",
+            subject_kind="number",
+        )
+    )
+    b = svc.ingest(
+        make_alert(
+            id="p2",
+            detector="pumping",
+            account="sim-2",
+            subject="+319091234567",
+            subject_kind="number",
+        )
+    )
     assert a.case.id == b.case.id
     assert a.case.key == "number:+319091234567"
 
@@ -51,8 +73,14 @@ def test_number_centric_alerts_group_by_number(engine: Engine, make_alert: MakeA
 def test_escalated_alert_updates_case(engine: Engine, make_alert: MakeAlert) -> None:
     svc = CaseService(engine)
     svc.ingest(make_alert())
-    r = svc.ingest(make_alert(severity="critical", escalated_at=T0 + timedelta(minutes=30),
-                              detected_at=T0 + timedelta(minutes=30), records=9))
+    r = svc.ingest(
+        make_alert(
+            severity="critical",
+            escalated_at=T0 + timedelta(minutes=30),
+            detected_at=T0 + timedelta(minutes=30),
+            records=9,
+        )
+    )
     assert r.outcome == "updated"
     assert r.severity_raised
     assert r.case.severity == "critical"
@@ -113,9 +141,9 @@ def test_false_positive_produces_tuning(engine: Engine, make_alert: MakeAlert) -
 
 
 def test_auto_block_by_policy_and_escalation(engine: Engine, make_alert: MakeAlert) -> None:
-    policy = parse_policy({
-        "accounts": {"acme": {"on_critical": "block", "escalation": {"after_minutes": 30}}}
-    })
+    policy = parse_policy(
+        {"accounts": {"acme": {"on_critical": "block", "escalation": {"after_minutes": 30}}}}
+    )
     svc = CaseService(engine, policy=policy)
     cid = svc.ingest(make_alert(severity="critical", minutes=11)).case.id
     case = svc.get(cid)

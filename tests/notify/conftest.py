@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 from ..cases.conftest import db_url, engine, make_alert  # noqa: F401  (shared fixtures)
-from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 
 
 @dataclass
@@ -39,7 +39,7 @@ def receiver() -> Iterator[Receiver]:
     state = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length)
             state.requests.append(Received(dict(self.headers.items()), body))
@@ -69,7 +69,7 @@ class Collector:
     def __init__(self) -> None:
         self.messages: list[Envelope] = []
 
-    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
         self.messages.append(envelope)
         return "250 OK"
 
@@ -122,7 +122,8 @@ class Auth:
 
     def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
         ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
-            self.user, self.password
+            self.user,
+            self.password,
         )
         if ok:
             self.logins.append(data.login.decode())

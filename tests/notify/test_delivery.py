@@ -66,33 +66,45 @@ def test_webhook_4xx_is_final(receiver: Receiver) -> None:
 
 
 def _policy(receiver_url: str, smtp_to: str = "it@acme.example") -> object:
-    return parse_policy({
-        "defaults": {
-            "operators": [{"name": "NOC", "webhook": receiver_url, "min_severity": "warning"}]
-        },
-        "accounts": {
-            "acme": {
-                "contacts": [{"name": "ACME IT", "email": smtp_to, "min_severity": "warning"}],
-                "escalation": {
-                    "after_minutes": 30,
-                    "contacts": [{"name": "duty manager", "email": "duty@op.example"}],
-                },
-            }
-        },
-    })
+    return parse_policy(
+        {
+            "defaults": {
+                "operators": [{"name": "NOC", "webhook": receiver_url, "min_severity": "warning"}]
+            },
+            "accounts": {
+                "acme": {
+                    "contacts": [{"name": "ACME IT", "email": smtp_to, "min_severity": "warning"}],
+                    "escalation": {
+                        "after_minutes": 30,
+                        "contacts": [{"name": "duty manager", "email": "duty@op.example"}],
+                    },
+                }
+            },
+        }
+    )
 
 
 def test_case_notifies_customer_by_mail_and_operator_by_signed_webhook(
-    engine: Engine, make_alert: MakeAlert, receiver: Receiver, smtp_server: SmtpServer,
+    engine: Engine,
+    make_alert: MakeAlert,
+    receiver: Receiver,
+    smtp_server: SmtpServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TOLLGUARD_WEBHOOK_SECRET", SECRET)
     policy = _policy(receiver.url)
-    mail = MailSender(SmtpSettings.from_url(
-        f"smtp://{smtp_server.host}:{smtp_server.port}?from=alerts@op.example"
-    ), sleep=no_sleep)
-    notifier = Notifier(engine, policy, mail=mail,  # type: ignore[arg-type]
-                        webhook=WebhookSender(sleep=no_sleep))
+    mail = MailSender(
+        SmtpSettings.from_url(
+            f"smtp://{smtp_server.host}:{smtp_server.port}?from=alerts@op.example"
+        ),
+        sleep=no_sleep,
+    )
+    notifier = Notifier(
+        engine,
+        policy,
+        mail=mail,  # type: ignore[arg-type]
+        webhook=WebhookSender(sleep=no_sleep),
+    )
     svc = CaseService(engine, policy=policy, notifier=notifier)  # type: ignore[arg-type]
     result = svc.ingest(make_alert())
     assert result.notified
@@ -125,14 +137,18 @@ def test_case_notifies_customer_by_mail_and_operator_by_signed_webhook(
 
 
 def test_failed_delivery_goes_to_dead_letters_and_replays(
-    engine: Engine, make_alert: MakeAlert, receiver: Receiver, monkeypatch: pytest.MonkeyPatch,
+    engine: Engine,
+    make_alert: MakeAlert,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TOLLGUARD_WEBHOOK_SECRET", SECRET)
     receiver.fail_first = 3
     policy = parse_policy({"defaults": {"operators": [{"webhook": receiver.url}]}})
     slept: list[float] = []
-    notifier = Notifier(engine, policy,
-                        webhook=WebhookSender(backoff=Backoff(attempts=3), sleep=slept.append))
+    notifier = Notifier(
+        engine, policy, webhook=WebhookSender(backoff=Backoff(attempts=3), sleep=slept.append)
+    )
     svc = CaseService(engine, policy=policy, notifier=notifier)
     r = svc.ingest(make_alert())
     assert not r.notified
@@ -148,9 +164,7 @@ def test_failed_delivery_goes_to_dead_letters_and_replays(
     assert ids == {dead.id}
 
 
-def test_mail_without_smtp_is_a_dead_letter_not_lost(
-    engine: Engine, make_alert: MakeAlert
-) -> None:
+def test_mail_without_smtp_is_a_dead_letter_not_lost(engine: Engine, make_alert: MakeAlert) -> None:
     policy = parse_policy({"accounts": {"acme": {"contacts": [{"email": "x@acme.example"}]}}})
     notifier = Notifier(engine, policy)
     CaseService(engine, policy=policy, notifier=notifier).ingest(make_alert())
@@ -159,9 +173,21 @@ def test_mail_without_smtp_is_a_dead_letter_not_lost(
 
 
 def test_severity_routing(engine: Engine, make_alert: MakeAlert, receiver: Receiver) -> None:
-    policy = parse_policy({"accounts": {"acme": {"contacts": [
-        {"name": "only critical", "webhook": receiver.url, "min_severity": "critical"}
-    ]}}})
+    policy = parse_policy(
+        {
+            "accounts": {
+                "acme": {
+                    "contacts": [
+                        {
+                            "name": "only critical",
+                            "webhook": receiver.url,
+                            "min_severity": "critical",
+                        }
+                    ]
+                }
+            }
+        }
+    )
     svc = CaseService(engine, policy=policy, notifier=Notifier(engine, policy))
     svc.ingest(make_alert())  # warning: not sent
     assert receiver.requests == []
@@ -183,8 +209,11 @@ def test_mail_starttls_with_login(
     assert d.ok, d.error
     assert auth.logins == ["alerts"]
     assert server.collector.messages[0].rcpt_tos == ["noc@op.example"]
-    bad = MailSender(SmtpSettings.from_url(
-        f"smtp+starttls://alerts:wrong@{server.host}:{server.port}?cafile={tls_cert[0]}"
-    ), sleep=no_sleep)
+    bad = MailSender(
+        SmtpSettings.from_url(
+            f"smtp+starttls://alerts:wrong@{server.host}:{server.port}?cafile={tls_cert[0]}"
+        ),
+        sleep=no_sleep,
+    )
     d2 = bad.send(bad.build(["noc@op.example"], "x", "y"))
     assert not d2.ok and d2.status_code == 535 and d2.attempts == 1
