@@ -48,6 +48,8 @@ from tollguard.sim.scenarios import (
 )
 
 FORMATS = ("asterisk", "freeswitch")
+# Source names the CDR readers give these files, so record ids match `read_records`.
+READER_SOURCE = {"asterisk": "asterisk-csv", "freeswitch": "freeswitch-csv"}
 ALL_SCENARIOS = ("normal", *SCENARIOS)
 DEFAULT_START = date(2026, 10, 1)
 CDR_FILE = "Master.csv"
@@ -135,7 +137,7 @@ class Simulation:
         self.fmt = fmt
         self.first = start or DEFAULT_START
         self.scale = scale
-        self.source = source or fmt
+        self.source = source or READER_SOURCE[fmt]
         self._tallies: dict[str, _Tally] = {}
         self._by_account: dict[str, int] = {}
         self._done = False
