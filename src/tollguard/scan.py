@@ -96,6 +96,7 @@ class ScanResult:
     accounts: dict[str, AccountTotals] = field(default_factory=dict)
     quarantined: list[QuarantinedLine] = field(default_factory=list)
     unrated_calls: list[dict[str, Any]] = field(default_factory=list)
+    unrated_reasons: dict[str, int] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
     enforcement: dict[str, Enforcement] = field(default_factory=dict)
     detection: bool = False
@@ -137,6 +138,7 @@ class ScanResult:
             "accounts": accounts,
             "rejected_lines": [q.to_dict() for q in self.quarantined],
             "unrated_calls": self.unrated_calls,
+            "unrated_reasons": self.unrated_reasons,
         }
         if self.detection:
             out["alerts"] = [a.to_dict() for a in self.alerts]
@@ -218,7 +220,7 @@ class Scanner:
                 yield self.rater.rate_frame(frame)
 
 
-def _summarize(result: ScanResult, frame: pl.DataFrame) -> None:
+def _summarize(result: ScanResult, frame: pl.DataFrame, no_deck: list[str]) -> None:
     result.records += frame.height
     answered = pl.col("disposition") == Disposition.ANSWERED.value
     per_account = frame.group_by("account").agg(
@@ -251,6 +253,10 @@ def _summarize(result: ScanResult, frame: pl.DataFrame) -> None:
         c[1] += cost or 0
     unrated = frame.filter(pl.col("cost_e4").is_null())
     result.unrated += unrated.height
+    if unrated.height:
+        kinds = unrated.select(_unrated_kind(no_deck).alias("kind")).get_column("kind")
+        for kind, count in kinds.value_counts().iter_rows():
+            result.unrated_reasons[kind] = result.unrated_reasons.get(kind, 0) + count
     room = UNRATED_KEEP - len(result.unrated_calls)
     if room > 0 and unrated.height:
         for row in unrated.head(room).iter_rows(named=True):
@@ -262,17 +268,34 @@ def _summarize(result: ScanResult, frame: pl.DataFrame) -> None:
                     "callee_e164": row["callee_e164"],
                     "source_file": row["source_file"],
                     "source_line": row["source_line"],
-                    "reason": _unrated_reason(row),
+                    "reason": _unrated_reason(row, no_deck),
                 }
             )
 
 
-def _unrated_reason(row: dict[str, Any]) -> str:
+UNRATED_KINDS = {
+    "not_public": "callee is not a public number (internal extension, service code or junk)",
+    "no_deck": "no rate deck applies to the account",
+    "no_prefix": "no rate-deck prefix matches the callee",
+}
+
+
+def _unrated_kind(no_deck: list[str]) -> pl.Expr:
+    return (
+        pl.when(pl.col("callee_e164").is_null())
+        .then(pl.lit("not_public"))
+        .when(pl.col("account").is_in(no_deck))
+        .then(pl.lit("no_deck"))
+        .otherwise(pl.lit("no_prefix"))
+    )
+
+
+def _unrated_reason(row: dict[str, Any], no_deck: list[str]) -> str:
     if row["callee_e164"] is None:
         return f"callee {row['callee']!r} is not a public number (extension, service code or junk)"
-    if row["deck"] is None and row.get("prefix") is None:
-        return f"no rate-deck prefix matches {row['callee_e164']}"
-    return "no rate in force at the call's start time"
+    if row["account"] in no_deck:
+        return f"no rate deck applies to account {row['account']!r} (give --rates or rates=)"
+    return f"no rate-deck prefix (in force at the call's start) matches {row['callee_e164']}"
 
 
 def records_from_frame(frame: pl.DataFrame) -> Iterator[CallRecord]:
@@ -307,7 +330,9 @@ def run_scan(
     quarantine = QuarantineWriter(options.quarantine_out) if options.quarantine_out else None
     try:
         for frame in scanner.rated_batches(paths, result, progress, quarantine):
-            _summarize(result, frame)
+            accounts = frame.get_column("account").unique().to_list()
+            no_deck = [a for a in accounts if scanner.rater.deck_for(a) is None]
+            _summarize(result, frame, no_deck)
             if writer is not None:
                 writer.write(frame)
             if scanner.engine is not None:

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tollguard.clikit import fail, load_policy_with_overrides
-from tollguard.scan import ScanOptions, ScanResult, run_scan
+from tollguard.scan import UNRATED_KINDS, ScanOptions, ScanResult, run_scan
 
 console = Console(stderr=True)
 
@@ -87,7 +87,8 @@ def scan(
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     else:
-        print_summary(result, Console())
+        screen = Console()
+        print_summary(result, screen if screen.is_terminal else Console(width=140))
 
 
 def _run_with_progress(
@@ -140,7 +141,7 @@ def print_summary(result: ScanResult, out: Console) -> None:
     ]:
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for name, acc in sorted(result.accounts.items(), key=lambda kv: -kv[1].cost_e4):
-        tops = ", ".join(f"{d['destination'] or '?'} {d['cost']}" for d in acc.top_destinations(3))
+        tops = "; ".join(f"{d['destination'] or '?'} {d['cost']}" for d in acc.top_destinations(2))
         countries = ", ".join(list(acc.countries())[:5])
         table.add_row(
             name or "(none)",
@@ -152,10 +153,11 @@ def print_summary(result: ScanResult, out: Console) -> None:
             countries,
         )
     out.print(table)
+    priced = result.records - result.unrated
     out.print(
-        f"[bold]{result.records:,}[/bold] calls priced at [bold]{cur} {result.cost:,}[/bold]; "
-        f"{result.rejected:,} lines rejected, {result.duplicates:,} duplicates ignored, "
-        f"{result.unrated:,} calls unrated."
+        f"[bold]{result.records:,}[/bold] calls; [bold]{priced:,}[/bold] priced at "
+        f"[bold]{cur} {result.cost:,}[/bold]; {result.unrated:,} unrated; "
+        f"{result.rejected:,} lines rejected; {result.duplicates:,} duplicates ignored."
     )
     if result.quarantined:
         out.print("[bold red]Rejected lines[/bold red] (file:line: reason)")
@@ -165,10 +167,11 @@ def print_summary(result: ScanResult, out: Console) -> None:
             out.print(f"  ... {result.rejected - 20:,} more (use --quarantine-out FILE for all)")
     if result.unrated_calls:
         out.print("[bold yellow]Unrated calls[/bold yellow] (not priced, not counted as zero)")
-        for u in result.unrated_calls[:10]:
-            out.print(f"  {u['source_file']}:{u['source_line']}: {u['reason']}")
-        if result.unrated > 10:
-            out.print(f"  ... {result.unrated - 10:,} more (use --json or --out for all)")
+        for kind, count in sorted(result.unrated_reasons.items(), key=lambda kv: -kv[1]):
+            out.print(f"  {count:,} calls: {UNRATED_KINDS[kind]}")
+        for u in result.unrated_calls[:5]:
+            out.print(f"    e.g. {u['source_file']}:{u['source_line']}: {u['reason']}")
+        out.print("  (all of them: --json, or --out rated.csv where cost is empty)")
     if result.detection:
         _print_alerts(result, out)
 
