@@ -52,3 +52,65 @@ def _safe(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+@db_app.command("purge")
+def purge_cmd(
+    older_than_days: Annotated[
+        int, typer.Option("--older-than-days", help="Delete rated records older than N days.")
+    ],
+    url: UrlOption = None,
+) -> None:
+    """Delete old rated records (by call day); their daily counters are kept as snapshots.
+
+    Alerts, cases and evidence are not touched."""
+    from tollguard.store.counters import purge_older_than
+    from tollguard.store.engine import make_engine
+
+    if older_than_days < 0:
+        fail("--older-than-days must be 0 or more")
+    engine = make_engine(url)
+    result = purge_older_than(engine, older_than_days)
+    engine.dispose()
+    console.print(
+        f"deleted {result.records_deleted:,} rated records from before {result.cutoff_day}; "
+        f"{result.days_snapshotted:,} account-days kept in counter_snapshots"
+    )
+
+
+@db_app.command("counters")
+def counters_cmd(
+    url: UrlOption = None,
+    account: Annotated[str | None, typer.Option(help="Only this account.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines output.")] = False,
+) -> None:
+    """Daily calls and cost per account (local day), from the stored records."""
+    import sys
+
+    import orjson
+    from rich.table import Table
+
+    from tollguard.store.counters import daily_counters
+    from tollguard.store.engine import make_engine
+
+    engine = make_engine(url)
+    rows = daily_counters(engine, account)
+    engine.dispose()
+    if as_json:
+        for r in rows:
+            line = {
+                "account": r.account, "day": r.day.isoformat(), "calls": r.calls,
+                "answered": r.answered, "billsec": r.billsec, "cost": str(r.cost),
+                "unrated": r.unrated,
+            }  # fmt: skip
+            sys.stdout.buffer.write(orjson.dumps(line) + b"\n")
+        return
+    table = Table(title="Daily counters", title_justify="left")
+    for col in ("account", "day", "calls", "answered", "minutes", "cost", "unrated"):
+        table.add_column(col, justify="left" if col in {"account", "day"} else "right")
+    for r in rows:
+        table.add_row(
+            r.account, r.day.isoformat(), f"{r.calls:,}", f"{r.answered:,}",
+            f"{r.billsec / 60:,.1f}", str(r.cost), f"{r.unrated:,}",
+        )  # fmt: skip
+    Console().print(table)

@@ -56,3 +56,22 @@ def current_revisions(engine: Engine) -> set[str]:
 
 def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the tables on a fresh database; refuse one that is behind (upgrade first)."""
+    current = current_revisions(engine)
+    if not current:
+        upgrade(engine)
+        return
+    if CORE_REVISION not in current and not _descends_from_core(current):
+        raise RuntimeError(f"database is at {current}, not a tollguard store")
+
+
+def _descends_from_core(current: set[str]) -> bool:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    for rev in current:
+        for ancestor in script.iterate_revisions(rev, "base"):
+            if ancestor.revision == CORE_REVISION:
+                return True
+    return False

@@ -1,0 +1,155 @@
+"""`tollguard ingest`: follow a CDR file or a NATS JetStream stream into the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from tollguard.clikit import fail, load_policy_with_overrides
+
+console = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
+
+
+def ingest(
+    watch: Annotated[
+        Path | None,
+        typer.Option(help="CDR file to follow (e.g. /var/log/asterisk/cdr-csv/Master.csv)."),
+    ] = None,
+    nats_url: Annotated[
+        str | None, typer.Option("--nats", help="NATS server, e.g. nats://127.0.0.1:4222.")
+    ] = None,
+    stream: Annotated[str, typer.Option(help="JetStream stream (created if missing).")] = "CDRS",
+    subject: Annotated[str, typer.Option(help="Subject filter of the consumer.")] = "cdrs.>",
+    durable: Annotated[str, typer.Option(help="Durable consumer name.")] = "tollguard",
+    ack_wait: Annotated[
+        float, typer.Option(help="Seconds before an unacknowledged message is redelivered.")
+    ] = 30.0,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Input layout, or 'auto'.")] = "auto",
+    policy: Annotated[Path | None, typer.Option(help="Policy TOML (context, decks).")] = None,
+    rates: Annotated[
+        str | None, typer.Option(help="Rate deck CSV (overrides the policy's).")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="Database URL; default $TOLLGUARD_DATABASE_URL or ./tollguard.db."
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Process what is there now, then exit (cron, tests).")
+    ] = False,
+    batch: Annotated[
+        int, typer.Option(help="Lines (file) or messages (NATS) per transaction.")
+    ] = 5000,
+    poll: Annotated[float, typer.Option(help="Seconds between looks at an idle file.")] = 0.5,
+    utc: Annotated[bool, typer.Option("--utc", help="CDR times are UTC, not local.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the totals as JSON.")] = False,
+) -> None:
+    """Store every record exactly once, durably; resume where it stopped after a crash."""
+    if (watch is None) == (nats_url is None):
+        fail("give exactly one source: --watch FILE or --nats URL", "tollguard ingest --help")
+    if batch < 1:
+        fail("--batch must be at least 1")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    pol = load_policy_with_overrides(policy)
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tollguard.ingest.core import Ingestor
+    from tollguard.store.engine import make_engine
+    from tollguard.store.migrate import ensure_schema
+
+    engine = make_engine(db)
+    try:
+        ensure_schema(engine)
+        ingestor = Ingestor(engine, pol, rates=rates, fmt=fmt, assume_utc=utc)
+    except SQLAlchemyError as exc:
+        fail(f"database: {exc}", "is the database reachable? run `tollguard db upgrade`")
+    except (ValueError, OSError, RuntimeError) as exc:
+        fail(str(exc))
+    try:
+        if watch is not None:
+            summary = _follow(ingestor, watch, fmt, batch, poll, once)
+        else:
+            assert nats_url is not None
+            summary = _consume(
+                ingestor, nats_url, stream, subject, durable, fmt, batch, ack_wait, once
+            )
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    finally:
+        engine.dispose()
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
+    else:
+        console.print(
+            f"{summary['inserted']:,} records stored, {summary['duplicates']:,} duplicates, "
+            f"{summary['rejected']:,} lines quarantined"
+        )
+
+
+def _stop_on_signals(callback: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: callback())  # type: ignore[operator]
+
+
+def _follow(
+    ingestor: object, path: Path, fmt: str, batch: int, poll: float, once: bool
+) -> dict[str, object]:
+    from tollguard.ingest.core import Ingestor
+    from tollguard.ingest.tail import FileFollower
+
+    assert isinstance(ingestor, Ingestor)
+    if once and not path.exists():
+        fail(f"no such file: {path}")
+    stop = threading.Event()
+    _stop_on_signals(stop.set)
+    follower = FileFollower(ingestor, path, fmt=fmt, batch_lines=batch, poll_interval=poll)
+    stats = follower.run(once=once, stop=stop)
+    for warning in stats.warnings:
+        console.print(f"[yellow]{warning}[/yellow]")
+    return {**stats.result.to_dict(), "batches": stats.batches, "rotations": stats.rotations}
+
+
+def _consume(
+    ingestor: object,
+    url: str,
+    stream: str,
+    subject: str,
+    durable: str,
+    fmt: str,
+    batch: int,
+    ack_wait: float,
+    once: bool,
+) -> dict[str, object]:
+    from tollguard.ingest.core import Ingestor
+    from tollguard.ingest.nats_source import NatsOptions, consume
+
+    assert isinstance(ingestor, Ingestor)
+    options = NatsOptions(
+        servers=url, stream=stream, subject=subject, durable=durable, fmt=fmt,
+        batch=min(batch, 5000), ack_wait=ack_wait,
+    )  # fmt: skip
+
+    async def main() -> dict[str, object]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        stats = await consume(ingestor, options, once=once, stop=stop)
+        return {**stats.result.to_dict(), "messages": stats.messages, "batches": stats.batches}
+
+    return asyncio.run(main())
