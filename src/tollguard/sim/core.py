@@ -142,6 +142,7 @@ class Simulation:
         self._by_account: dict[str, int] = {}
         self._done = False
         self._plan()
+        self._fresh = True  # the planned streams have not been consumed yet
 
     # -- planning ---------------------------------------------------------------------------
     def _rng(self, part: str) -> Random:
@@ -183,6 +184,9 @@ class Simulation:
 
     def calls(self) -> Iterator[SimCall]:
         """All calls in end order, with ``uid`` assigned; fills the truth as it goes."""
+        if not self._fresh:  # streams are one-shot: plan again (same seed, same calls)
+            self._plan()
+        self._fresh = False
         keyed = [
             (((c.end, i, c.order), c) for c in stream) for i, stream in enumerate(self._streams())
         ]
