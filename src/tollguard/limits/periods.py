@@ -29,8 +29,27 @@ def _ttl(end: datetime, now: datetime, keep: int) -> int:
     return max(60, int((end - now).total_seconds()) + keep)
 
 
+_CACHE: dict[tuple[str, int], Periods] = {}
+
+
 def periods_at(now: datetime, tz: ZoneInfo) -> Periods:
-    """Period names and key lifetimes (seconds, relative to ``now``) for event time ``now``."""
+    """Period names and key lifetimes (seconds) for event time ``now``, cached per minute.
+
+    Within one minute the names are the same; lifetimes are computed from the minute's
+    start, so they are at most 59 s longer than needed.
+    """
+    minute = int(now.timestamp()) // 60
+    key = (tz.key, minute)
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) > 10_000:
+            _CACHE.clear()
+        hit = _compute(datetime.fromtimestamp(minute * 60, UTC), tz)
+        _CACHE[key] = hit
+    return hit
+
+
+def _compute(now: datetime, tz: ZoneInfo) -> Periods:
     utc = now.astimezone(UTC)
     local = utc.astimezone(tz)
     minute_start = utc.replace(second=0, microsecond=0)

@@ -1,0 +1,167 @@
+"""Authorize throughput and latency vs. a constant endpoint (/health) on the same server.
+
+    python -m bench.bench_authorize [--seconds 3] [--redis redis://127.0.0.1:6379/14]
+
+Starts `tollguard serve` (in-process state, then Redis when reachable) on loopback and
+measures, in the same run: closed-loop throughput with 4 keep-alive connections, and
+latency at a fixed 1,000 requests/s. Prints figures and ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+RATES = ROOT / "tests" / "limits" / "data" / "rates.csv"
+KEY = "bench-key"
+CALLEES = ["0201234567", "0612345678", "0049301234567", "00441234567890", "0013105550100"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(state: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    from tollguard.api.auth import hash_key
+
+    (tmp / "policy.toml").write_text(
+        f'[defaults]\ncountry = "NL"\ntimezone = "Europe/Amsterdam"\nrates = "{RATES}"\n\n'
+        "[accounts.bench.limits]\nmax_spend_per_day = 1000000\nmax_spend_per_hour = 1000000\n"
+        "max_calls_per_day = 100000000\nmax_calls_per_minute = 100000000\n"
+        'blocked_countries = ["TL"]\n'
+    )
+    (tmp / "keys.toml").write_text(
+        f'[[keys]]\nname = "bench"\nrole = "switch"\ntenant = "*"\nsha256 = "{hash_key(KEY)}"\n'
+    )
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "tollguard.commands.serve", "serve", "--policy", str(tmp / "policy.toml"),
+        "--keys", str(tmp / "keys.toml"), "--state", state, "--port", str(port), "--sweep-interval", "0",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(150):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/health")
+            if c.getresponse().status == 200:
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"server with state {state} did not start")
+
+
+class Load:
+    def __init__(self, port: int, path: str) -> None:
+        self.port = port
+        self.path = path
+        self.seq = 0
+        self.lock = threading.Lock()
+
+    def request(self) -> tuple[str, str, bytes, dict[str, str]]:
+        if self.path == "/health":
+            return "GET", "/health", b"", {}
+        with self.lock:
+            self.seq += 1
+            n = self.seq
+        body = json.dumps(
+            {"account": "bench", "caller": "100", "callee": CALLEES[n % len(CALLEES)],
+             "call_id": f"bench-{time.monotonic_ns()}-{n}"}  # fmt: skip
+        ).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+        return "POST", "/v1/authorize", body, headers
+
+    def worker(self, until: float, rate: float | None, out: list[float]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        next_at = time.perf_counter()
+        while True:
+            now = time.perf_counter()
+            if now >= until:
+                break
+            if rate is not None:
+                if now < next_at:
+                    time.sleep(next_at - now)
+                next_at += 1.0 / rate
+            method, path, body, headers = self.request()
+            t0 = time.perf_counter()
+            conn.request(method, path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            out.append(time.perf_counter() - t0)
+        conn.close()
+
+    def run(self, seconds: float, conns: int, total_rate: float | None) -> dict[str, float]:
+        lats: list[list[float]] = [[] for _ in range(conns)]
+        until = time.perf_counter() + seconds
+        per = None if total_rate is None else total_rate / conns
+        threads = [
+            threading.Thread(target=self.worker, args=(until, per, lats[i])) for i in range(conns)
+        ]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - start
+        flat = sorted(x for part in lats for x in part)
+        q = statistics.quantiles(flat, n=100)
+        return {"rps": len(flat) / elapsed, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "n": len(flat)}
+
+
+def bench(state: str, seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = _start(state, Path(tmp))
+        try:
+            Load(port, "/v1/authorize").run(0.5, 2, None)  # warm caches
+            res = {}
+            for path in ("/health", "/v1/authorize"):
+                res[path, "max"] = Load(port, path).run(seconds, 4, None)
+                res[path, "1k"] = Load(port, path).run(seconds, 4, 1000.0)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    label = state.split("://")[0]
+    print(f"\nstate={label}")
+    for path in ("/health", "/v1/authorize"):
+        m, k = res[path, "max"], res[path, "1k"]
+        print(
+            f"  {path:15s} max {m['rps']:7.0f} req/s (p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms)"
+            f" | at 1000 req/s offered: {k['rps']:6.0f} req/s, p50 {k['p50_ms']:.2f} ms,"
+            f" p99 {k['p99_ms']:.2f} ms"
+        )
+    ratio = res["/v1/authorize", "max"]["rps"] / res["/health", "max"]["rps"]
+    p99 = res["/v1/authorize", "1k"]["p99_ms"] / res["/health", "1k"]["p99_ms"]
+    print(f"  authorize/health throughput ratio {ratio:.2f} (target >= 0.50);"
+          f" p99 ratio at 1k req/s {p99:.2f}")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    args = ap.parse_args()
+    bench("memory://", args.seconds)
+    try:
+        import redis
+
+        redis.Redis.from_url(args.redis, socket_connect_timeout=1).flushdb()
+    except Exception as exc:
+        print(f"\nRedis at {args.redis} not reachable ({exc}); skipped the Redis run")
+        return
+    bench(args.redis, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
