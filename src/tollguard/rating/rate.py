@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from tollguard.cdr.model import RATING_SCHEMA, Disposition
@@ -35,6 +36,10 @@ _LEN = "__rating_len"
 _START = "__rating_start_us"
 _PKEY = "__rating_pkey"
 _EFF = "__rating_eff_us"
+_MULTI = "__rating_multi"
+_KEY = "__rating_key"
+_KEY_DECK = 10**15  # key = deck id * 10**15 + prefix digits
+_MAX_DIGITS = 15  # E.164
 
 
 class RatingSetupError(ValueError):
@@ -194,29 +199,33 @@ class Rater:
         decks = list(dict.fromkeys(self._loaded.values()))
         self._deck_ids = {id(d): i for i, d in enumerate(decks)}
         rows = [r for d in decks for r in d.rows]
-        deck_ids = [self._deck_ids[id(d)] for d in decks for _ in d.rows]
         self._rows = rate_rows_table(rows)
         versions = pl.DataFrame(
             {
-                _DECK_ID: deck_ids,
                 _LEN: [len(r.prefix) for r in rows],
-                _PKEY: [int(r.prefix) for r in rows],
+                # one integer key per (deck, prefix) within a prefix length
+                _KEY: [
+                    self._deck_ids[id(d)] * _KEY_DECK + int(r.prefix) for d in decks for r in d.rows
+                ],
                 _EFF: [
                     UNDATED_US if r.effective_from is None else datetime_to_us(r.effective_from)
                     for r in rows
                 ],
                 _RID: list(range(len(rows))),
             },
-            schema={_DECK_ID: pl.Int32(), _LEN: pl.Int64(), _PKEY: pl.Int64(), _EFF: pl.Int64(),
-                    _RID: pl.Int64()},
+            schema={_LEN: pl.Int64(), _KEY: pl.Int64(), _EFF: pl.Int64(), _RID: pl.Int64()},
         )
-        # One table per prefix length, longest first; "unique" when no prefix has
-        # several effective dates (then a plain join does, no sorting needed).
-        self._by_length: list[tuple[int, pl.DataFrame, bool]] = []
-        for length in sorted(set(versions[_LEN].to_list()), reverse=True):
+        # Per prefix length, shortest first: the latest version of every key (a plain
+        # join finds it) and, for keys with several versions, all of them (an as-of
+        # join picks the right one for calls that started before the latest).
+        self._by_length: list[tuple[int, pl.DataFrame, pl.DataFrame | None]] = []
+        for length in sorted(set(versions[_LEN].to_list())):
             table = versions.filter(pl.col(_LEN) == length).drop(_LEN).sort(_EFF)
-            unique = table.select(pl.struct(_DECK_ID, _PKEY).is_unique().all()).item()
-            self._by_length.append((length, table, bool(unique)))
+            latest = table.group_by(_KEY).agg(
+                pl.col(_EFF).last(), pl.col(_RID).last(), (pl.len() > 1).alias(_MULTI)
+            )
+            multi = table.filter(pl.len().over(_KEY) > 1)
+            self._by_length.append((length, latest, multi if multi.height else None))
 
     # -- per account / per call -------------------------------------------
     def deck_for(self, account: str) -> RateDeck | None:
@@ -252,97 +261,116 @@ class Rater:
         rid = self._match(base)
         return self._price(base, rid)
 
-    def _account_deck_ids(self, accounts: pl.Series) -> pl.DataFrame:
+    def _account_deck_ids(self, accounts: pl.Series) -> tuple[list[str | None], list[int | None]]:
         unique = accounts.unique().to_list()
         ids: list[int | None] = []
         for acc in unique:
             deck = self.deck_for(acc if acc is not None else "")
             ids.append(None if deck is None else self._deck_ids[id(deck)])
-        return pl.DataFrame(
-            {"account": unique, _DECK_ID: ids},
-            schema={"account": pl.String(), _DECK_ID: pl.Int32()},
-        )
+        return unique, ids
 
     def _match(self, base: pl.DataFrame) -> pl.Series:
-        """Deck row id per frame row (null: unrated), by longest effective prefix."""
-        accounts = self._account_deck_ids(base["account"])
-        digits = pl.col("callee_e164").str.strip_prefix("+")
-        work = (
-            base.select(
-                pl.int_range(pl.len(), dtype=pl.Int64).alias(_IDX),
-                "account",
-                digits.cast(pl.Int64, strict=False).alias(_NUM),
-                digits.str.len_bytes().cast(pl.Int64).alias(_LEN),
-                pl.col("start").dt.epoch("us").alias(_START),
-            )
-            .join(accounts, on="account", how="left")
-            .filter(
-                pl.col(_DECK_ID).is_not_null()
-                & (pl.col(_NUM) >= 0)
-                & pl.col(_START).is_not_null()
-                & (pl.col(_LEN) <= 18)
-            )
-            .drop("account")
+        """Deck row id per frame row (null: unrated), by longest effective prefix.
+
+        One equi-join per prefix length, shortest first; a longer match overwrites
+        a shorter one, so each row ends with its longest prefix that is in effect.
+        """
+        names, ids = self._account_deck_ids(base["account"])
+        e164 = pl.col("callee_e164")
+        plus = e164.str.starts_with("+")
+        n_digits = e164.str.len_bytes().cast(pl.Int64) - plus.cast(pl.Int64)
+        work = base.select(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias(_IDX),
+            pl.col("account")
+            .replace_strict(names, ids, default=None, return_dtype=pl.Int64)
+            .alias(_DECK_ID),
+            e164.cast(pl.Int64, strict=False).alias(_NUM),
+            n_digits.alias(_LEN),
+            pl.col("start").dt.epoch("us").alias(_START),
+            (e164.str.starts_with("0") | e164.str.starts_with("+0")).alias("__zero"),
+        ).filter(
+            pl.col(_DECK_ID).is_not_null()
+            & (pl.col(_NUM) > 0)
+            & ~pl.col("__zero")
+            & pl.col(_START).is_not_null()
+            & (pl.col(_LEN) <= _MAX_DIGITS)
         )
-        is_sorted = False
-        found: list[pl.DataFrame] = []
-        for length, table, unique in self._by_length:
+        rid = np.full(base.height, -1, dtype=np.int64)
+        if work.height:
+            pow10 = pl.col(_LEN).replace_strict(
+                list(range(_MAX_DIGITS + 1)),
+                [10**n for n in range(_MAX_DIGITS + 1)],
+                return_dtype=pl.Int64,
+            )
+            work = work.select(
+                _IDX,
+                _START,
+                _LEN,
+                (pl.col(_DECK_ID) * _KEY_DECK).alias(_KEY),  # deck part of the key
+                pl.col(_NUM),
+                pow10.alias("__pow10"),
+            )
+        for length, latest, multi in self._by_length:
             if work.height == 0:
                 break
-            if not unique and not is_sorted:
-                work = work.sort(_START)
-                is_sorted = True
-            cand = work.filter(pl.col(_LEN) >= length).with_columns(
-                (
-                    pl.col(_NUM)
-                    // pl.lit(10, dtype=pl.Int64).pow(pl.col(_LEN) - length).cast(pl.Int64)
-                ).alias(_PKEY)
+            keyed = work.select(
+                _IDX,
+                _START,
+                pl.when(pl.col(_LEN) >= length)
+                .then(pl.col(_KEY) + pl.col(_NUM) // (pl.col("__pow10") // 10**length))
+                .alias(_KEY),
             )
-            if cand.height == 0:
+            hit = keyed.join(latest, on=_KEY, how="inner")
+            effective = pl.col(_EFF) <= pl.col(_START)
+            now = hit.filter(effective)
+            rid[now[_IDX].to_numpy()] = now[_RID].to_numpy()
+            if multi is None:
                 continue
-            if unique:
-                hit = cand.join(table, on=[_DECK_ID, _PKEY], how="inner").filter(
-                    pl.col(_EFF) <= pl.col(_START)
-                )
-            else:
-                hit = cand.join_asof(
-                    table,
+            # calls to a multi-version key that started before its latest version
+            older = hit.filter(~effective & pl.col(_MULTI))
+            if older.height == 0:
+                continue
+            found = (
+                older.select(_IDX, _KEY, _START)
+                .sort(_START)
+                .join_asof(
+                    multi,
                     left_on=_START,
                     right_on=_EFF,
-                    by=[_DECK_ID, _PKEY],
+                    by=_KEY,
                     strategy="backward",
                     check_sortedness=False,
-                ).filter(pl.col(_RID).is_not_null())
-            if hit.height == 0:
-                continue
-            found.append(hit.select(_IDX, _RID))
-            work = work.join(hit.select(_IDX), on=_IDX, how="anti", maintain_order="left")
-        empty = pl.Series(_RID, [None] * base.height, dtype=pl.Int64)
-        if not found:
-            return empty
-        matches = pl.concat(found)
-        return empty.scatter(matches[_IDX], matches[_RID])
+                )
+                .filter(pl.col(_RID).is_not_null())
+            )
+            rid[found[_IDX].to_numpy()] = found[_RID].to_numpy()
+        series = pl.Series(_RID, rid)
+        return series.set(series < 0, None)
 
     def _price(self, base: pl.DataFrame, rid: pl.Series) -> pl.DataFrame:
-        billsec = pl.col("billsec").fill_null(0)
+        rows = self._rows.drop(_RID).select(pl.all().gather(rid))
+        billsec = base["billsec"].fill_null(0)
+        billable = (base["disposition"] == Disposition.ANSWERED.value) & (billsec > 0)
         first, nxt = pl.col("__first"), pl.col("__next")
-        billable = (pl.col("disposition") == Disposition.ANSWERED.value) & (billsec > 0)
+        b = pl.col("billsec")
+        matched = pl.col("__rate_e6").is_not_null()
         charged = (
-            pl.when(~billable)
+            pl.when(~pl.col("__billable"))
             .then(0)
-            .when(billsec <= first)
+            .when(b <= first)
             .then(first)
-            .otherwise(first + (billsec - first + nxt - 1) // nxt * nxt)
+            .otherwise(first + (b - first + nxt - 1) // nxt * nxt)
         )
         variable = (
             pl.col("__rate_e6").cast(pl.Int128) * pl.col("charged_seconds").cast(pl.Int128) + 3000
         ) // 6000
-        cost = pl.when(billable).then(pl.col("__fees_e4") + variable.cast(pl.Int64)).otherwise(0)
-        matched = pl.col(_RID).is_not_null()
+        cost = (
+            pl.when(pl.col("__billable"))
+            .then(pl.col("__fees_e4") + variable.cast(pl.Int64))
+            .otherwise(0)
+        )
         rated = (
-            base.select("billsec", "disposition")
-            .with_columns(rid)
-            .join(self._rows, on=_RID, how="left", maintain_order="left")
+            rows.with_columns(billsec.alias("billsec"), billable.alias("__billable"))
             .with_columns(pl.when(matched).then(charged).alias("charged_seconds"))
             .with_columns(pl.when(matched).then(cost).alias("cost_e4"))
             .select(pl.col(c).cast(t) for c, t in RATING_SCHEMA.items())
