@@ -60,7 +60,7 @@ NUMBERING_SCHEMA: dict[str, pl.DataType] = {
 # unit in frames and Decimal everywhere else; see rating/ for the rounding rule.
 RATING_SCHEMA: dict[str, pl.DataType] = {
     "deck": pl.String(),  # rate deck name, null when unrated
-    "deck_row": pl.Int64(),  # 1-based data row in the deck file
+    "deck_row": pl.Int64(),  # physical line of the row in the deck file (header is line 1)
     "prefix": pl.String(),  # matched prefix (digits, no "+")
     "destination": pl.String(),
     "rate_per_minute": pl.String(),  # decimal string as in the deck
