@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tollguard.cdr._lines import BOM, to_frame
+from tollguard.cdr._lines import BOM
 from tollguard.cdr.csvread import split_fields
 from tollguard.cdr.jsonl import parse_jsonl
 from tollguard.cdr.normalize import normalize
@@ -89,8 +89,7 @@ class LineParser:
         """``count`` physical lines (``text``, newline-separated) starting at ``first_line``."""
         if first_line == 1 and text.startswith(BOM):
             text = text[1:]
-        frame = to_frame(text, first_line, count)
-        return self.parse_frame(frame)
+        return self.parse_frame(lines_frame(text, first_line, count))
 
     def parse_lines(self, lines: Sequence[str], first_line: int = 1) -> ParsedLines:
         """Lines without their line endings, numbered from ``first_line``."""
@@ -119,6 +118,18 @@ class LineParser:
         quarantined.extend(bad)
         quarantined.sort(key=lambda q: q.line)
         return ParsedLines(records, quarantined, detected.name)
+
+
+def lines_frame(text: str, first_line: int, count: int) -> pl.DataFrame:
+    """``_line`` (1-based physical number) and ``_raw`` (no line ending); blanks dropped."""
+    raw = pl.Series("_raw", [text]).str.split("\n").explode().head(count)
+    frame = pl.DataFrame(
+        {
+            "_line": pl.int_range(first_line, first_line + raw.len(), dtype=pl.Int64, eager=True),
+            "_raw": raw.str.strip_suffix("\r"),
+        }
+    )
+    return frame.filter(pl.col("_raw").str.strip_chars() != "")
 
 
 def _empty_schema() -> dict[str, pl.DataType]:

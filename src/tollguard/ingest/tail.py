@@ -25,68 +25,24 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import Connection, select
-
 from tollguard.cdr._lines import decode
 from tollguard.cdr.detect import CdrFormatError
 from tollguard.ingest.core import Ingestor, IngestResult
 from tollguard.ingest.lines import LineParser
-from tollguard.store.records import QuarantineEntry, dialect_insert, utcnow
-from tollguard.store.schema import ingest_positions
+from tollguard.store.positions import Position, load_position, save_position
+from tollguard.store.records import QuarantineEntry
 
 log = logging.getLogger(__name__)
+
+__all__ = ["FileFollower", "FollowStats", "Position", "load_position", "save_position"]
 
 FP_MAX = 1024  # bytes of the file's start kept as its fingerprint
 DEFAULT_BATCH_LINES = 20_000
 DEFAULT_BATCH_BYTES = 8 << 20
 
 
-@dataclass(frozen=True)
-class Position:
-    path: str
-    device: int
-    inode: int
-    offset: int
-    line: int
-    fingerprint: str
-    fp_len: int
-    format: str | None = None
-    header: str | None = None
-
-
 def _fingerprint(fd: int, length: int) -> str:
     return hashlib.sha256(os.pread(fd, length, 0)).hexdigest()
-
-
-def load_position(conn: Connection, path: str) -> Position | None:
-    row = conn.execute(select(ingest_positions).where(ingest_positions.c.path == path)).first()
-    if row is None:
-        return None
-    m = row._mapping
-    return Position(
-        m["path"], m["device"], m["inode"], m["offset"], m["line"], m["fingerprint"],
-        m["fp_len"], m["format"], m["header"],
-    )  # fmt: skip
-
-
-def save_position(conn: Connection, pos: Position) -> None:
-    values = {
-        "path": pos.path,
-        "device": pos.device,
-        "inode": pos.inode,
-        "offset": pos.offset,
-        "line": pos.line,
-        "fingerprint": pos.fingerprint,
-        "fp_len": pos.fp_len,
-        "format": pos.format,
-        "header": pos.header,
-        "updated_at": utcnow(),
-    }
-    stmt = dialect_insert(conn, ingest_positions)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["path"], set_={k: v for k, v in values.items() if k != "path"}
-    )
-    conn.execute(stmt, values)
 
 
 @dataclass

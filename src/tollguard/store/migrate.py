@@ -19,6 +19,7 @@ CORE_REVISION = "0001_core"
 def alembic_config(url: str | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(MIGRATIONS / "versions"))
     # ConfigParser interpolation: a literal % in a password must be doubled
     cfg.set_main_option("sqlalchemy.url", resolve_url(url).replace("%", "%%"))
