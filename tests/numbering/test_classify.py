@@ -182,8 +182,9 @@ def test_classify_frame_works_on_unique_numbers_and_matches_describe() -> None:
 
 def test_classify_frame_empty_and_null_accounts() -> None:
     empty = _records([], [], [])
-    out = NumberClassifier().classify_frame(empty, NL)
-    assert out.height == 0 and out.columns[-5:] == list(NUMBERING_SCHEMA)
+    for ctx in (NL, lambda _acc: NL):
+        out = NumberClassifier().classify_frame(empty, ctx)
+        assert out.height == 0 and out.columns[-5:] == list(NUMBERING_SCHEMA)
     frame = pl.DataFrame(
         {"account": [None], "caller": ["0201234567"], "callee": ["0031612345678"]},
         schema={"account": pl.String, "caller": pl.String, "callee": pl.String},

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from phonenumbers import PhoneNumberType
@@ -80,12 +80,17 @@ class _LengthMatcher:
 
 
 class RegionMatcher:
-    """Per-type patterns of one region (or non-geographic entity), per NSN length."""
+    """Per-type patterns of one region (or non-geographic entity), per NSN length.
 
-    __slots__ = ("_by_length", "_same_fixed_mobile", "leading_digits", "region")
+    The combined pattern of a length is compiled on first use: most traffic touches a
+    handful of (region, length) pairs, and compiling all ~4,700 up front costs ~1 s.
+    """
+
+    __slots__ = ("_by_length", "_meta", "_same_fixed_mobile", "leading_digits", "region")
 
     def __init__(self, region: str, meta: Any) -> None:
         self.region = region
+        self._meta = meta
         self.leading_digits: re.Pattern[str] | None = (
             re.compile(meta.leading_digits) if meta.leading_digits is not None else None
         )
@@ -93,34 +98,44 @@ class RegionMatcher:
         self._by_length: dict[int, _LengthMatcher | None] = {}
         general = meta.general_desc
         if general is None or not general.national_number_pattern:
-            return
-        lengths = general.possible_length or tuple(range(MIN_NSN, MAX_NSN + 1))
-        mobile_desc = meta.mobile
-        for length in lengths:
-            alts: list[str] = []
-            types: list[int] = []
-            for attr, ptype in _TYPE_ORDER:
-                if ptype == PNT.MOBILE and self._same_fixed_mobile:
-                    continue
-                desc = getattr(meta, attr)
-                if _desc_allows(desc, length):
-                    alts.append("(" + _noncapturing(desc.national_number_pattern) + ")")
-                    types.append(ptype)
-            if not alts:
-                self._by_length[length] = None
+            self._by_length = {}
+            self._meta = None
+
+    def _build(self, length: int) -> _LengthMatcher | None:
+        meta = self._meta
+        if meta is None:
+            return None
+        general = meta.general_desc
+        if general.possible_length and length not in general.possible_length:
+            return None
+        alts: list[str] = []
+        types: list[int] = []
+        for attr, ptype in _TYPE_ORDER:
+            if ptype == PNT.MOBILE and self._same_fixed_mobile:
                 continue
-            gen = _noncapturing(general.national_number_pattern)
-            combined = re.compile(f"(?=(?:{gen})\\Z)(?:{'|'.join(alts)})\\Z")
-            mobile = (
-                re.compile(f"(?:{_noncapturing(mobile_desc.national_number_pattern)})\\Z")
-                if not self._same_fixed_mobile and _desc_allows(mobile_desc, length)
-                else None
-            )
-            self._by_length[length] = _LengthMatcher(combined, tuple(types), mobile)
+            desc = getattr(meta, attr)
+            if _desc_allows(desc, length):
+                alts.append("(" + _noncapturing(desc.national_number_pattern) + ")")
+                types.append(ptype)
+        if not alts:
+            return None
+        gen = _noncapturing(general.national_number_pattern)
+        combined = re.compile(f"(?=(?:{gen})\\Z)(?:{'|'.join(alts)})\\Z")
+        mobile_desc = meta.mobile
+        mobile = (
+            re.compile(f"(?:{_noncapturing(mobile_desc.national_number_pattern)})\\Z")
+            if not self._same_fixed_mobile and _desc_allows(mobile_desc, length)
+            else None
+        )
+        return _LengthMatcher(combined, tuple(types), mobile)
 
     def number_type(self, nsn: str) -> int:
         """phonenumbers' ``_number_type_helper(nsn, metadata)``."""
-        lm = self._by_length.get(len(nsn))
+        n = len(nsn)
+        try:
+            lm = self._by_length[n]
+        except KeyError:
+            lm = self._by_length[n] = self._build(n)
         if lm is None:
             return PNT.UNKNOWN
         m = lm.combined.match(nsn)
@@ -192,6 +207,7 @@ def split_cc(digits: str) -> tuple[int, str] | None:
     return None
 
 
+@lru_cache(maxsize=1 << 18)
 def lookup(digits: str) -> tuple[int, str, str | None, int]:
     """(cc or 0, nsn, region, phonenumbers type) for E.164 digits without "+".
 

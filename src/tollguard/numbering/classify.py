@@ -127,55 +127,55 @@ class NumberClassifier:
     ) -> pl.DataFrame:
         """``frame`` with NUMBERING_SCHEMA columns (replaced if present), row order kept.
 
-        Normalizes unique (account, number) pairs once per distinct dialing context and
-        classifies unique callee E.164 numbers once, then joins back.
+        Accounts are grouped by dialing context; each unique (context, number) is
+        normalized once (in Polars) and each unique callee E.164 classified once, then
+        the results are joined back.
         """
         base = frame.drop([c for c in NUMBERING_SCHEMA if c in frame.columns])
-        acc = pl.col("account").cast(pl.String).fill_null("")
-        pairs = (
-            pl.concat(
-                [
-                    base.select(acc.alias("_acc"), pl.col("caller").cast(pl.String).alias("_num")),
-                    base.select(acc.alias("_acc"), pl.col("callee").cast(pl.String).alias("_num")),
-                ]
-            )
-            .drop_nulls("_num")
-            .unique()
-        )
+        # One id per distinct dialing context; accounts sharing a context share work.
+        contexts: list[DialingContext]
         if isinstance(ctx_by_account, DialingContext):
-            groups: dict[DialingContext, list[str]] = {ctx_by_account: []}
-            single = True
+            contexts = [ctx_by_account]
+            ctx_col = pl.lit(0, dtype=pl.UInt32)
         else:
-            groups = {}
-            for account in pairs.get_column("_acc").unique().to_list():
-                groups.setdefault(ctx_by_account(account), []).append(account)
-            single = False
-        parts = []
-        for ctx, accounts in groups.items():
-            sub = pairs if single else pairs.filter(pl.col("_acc").is_in(accounts))
-            parts.append(
-                sub.with_columns(
-                    normalize_expr("_num", ctx).alias("_e164"),
-                    short_code_expr("_num").alias("_short"),
+            accounts = base.get_column("account").cast(pl.String).fill_null("").unique().to_list()
+            ids: dict[DialingContext, int] = {}
+            account_ctx = {a: ids.setdefault(ctx_by_account(a), len(ids)) for a in accounts}
+            contexts = list(ids) or [DialingContext()]  # empty frame: any context will do
+            ctx_col = (
+                pl.lit(0, dtype=pl.UInt32)  # Polars keeps String for an empty replace_strict
+                if not account_ctx
+                else pl.col("account")
+                .cast(pl.String)
+                .fill_null("")
+                .replace_strict(
+                    pl.Series(list(account_ctx), dtype=pl.String),
+                    pl.Series(list(account_ctx.values()), dtype=pl.UInt32),
+                    return_dtype=pl.UInt32,
                 )
             )
-        lookup = (
-            pl.concat(parts)
-            if parts
-            else pl.DataFrame(
-                schema={
-                    "_acc": pl.String,
-                    "_num": pl.String,
-                    "_e164": pl.String,
-                    "_short": pl.Boolean,
-                }
-            )
+        keyed = base.with_columns(
+            ctx_col.alias("_ctx"),
+            pl.col("caller").cast(pl.String).alias("_caller"),
+            pl.col("callee").cast(pl.String).alias("_callee"),
         )
-        callee_keys = base.select(
-            acc.alias("_acc"), pl.col("callee").cast(pl.String).alias("_num")
+        callee_keys = keyed.select("_ctx", pl.col("_callee").alias("_num")).drop_nulls().unique()
+        numbers = pl.concat(
+            [
+                keyed.select("_ctx", pl.col("_caller").alias("_num")).drop_nulls().unique(),
+                callee_keys,
+            ]
         ).unique()
+        parts = [
+            numbers.filter(pl.col("_ctx") == i).with_columns(
+                normalize_expr("_num", ctx).alias("_e164"),
+                short_code_expr("_num").alias("_short"),
+            )
+            for i, ctx in enumerate(contexts)
+        ]
+        lookup = pl.concat(parts) if len(parts) > 1 else parts[0]
         uniq = (
-            lookup.join(callee_keys, on=["_acc", "_num"], how="semi")
+            lookup.join(callee_keys, on=["_ctx", "_num"], how="semi")
             .get_column("_e164")
             .drop_nulls()
             .unique()
@@ -197,7 +197,7 @@ class NumberClassifier:
             },
         )
         callee = lookup.join(classes, on="_e164", how="left").select(
-            "_acc",
+            "_ctx",
             pl.col("_num").alias("_callee"),
             pl.col("_e164").alias("callee_e164"),
             "country",
@@ -212,16 +212,11 @@ class NumberClassifier:
             "risk",
         )
         caller = lookup.select(
-            "_acc", pl.col("_num").alias("_caller"), pl.col("_e164").alias("caller_e164")
+            "_ctx", pl.col("_num").alias("_caller"), pl.col("_e164").alias("caller_e164")
         )
         out = (
-            base.with_columns(
-                acc.alias("_acc"),
-                pl.col("caller").cast(pl.String).alias("_caller"),
-                pl.col("callee").cast(pl.String).alias("_callee"),
-            )
-            .join(caller, on=["_acc", "_caller"], how="left", maintain_order="left")
-            .join(callee, on=["_acc", "_callee"], how="left", maintain_order="left")
+            keyed.join(caller, on=["_ctx", "_caller"], how="left", maintain_order="left")
+            .join(callee, on=["_ctx", "_callee"], how="left", maintain_order="left")
             .with_columns(pl.col("number_type").fill_null(NumberType.UNKNOWN.value))
         )
         return out.select(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import polars as pl
 
@@ -202,11 +203,15 @@ def _lengths_in(n: pl.Expr, lengths: frozenset[int]) -> pl.Expr:
 
 def _national_expr(d: pl.Expr, plan: DialPlan) -> pl.Expr:
     n = d.str.len_chars()
-    chain: pl.Expr | None = None
     cases: list[tuple[pl.Expr, pl.Expr]] = []
+    # Rows an earlier rule settles without a validity check; later (validity-checked)
+    # candidates are masked with it, so the per-unique lookups only run where needed.
+    settled: pl.Expr = pl.lit(False)
     if plan.international_prefix:
         pat = f"^(?:{plan.international_prefix})"
-        cases.append((d.str.contains(pat), _international_expr(d.str.replace(pat, ""))))
+        has_intl = d.str.contains(pat)
+        cases.append((has_intl, _international_expr(d.str.replace(pat, ""))))
+        settled = has_intl
     cc = plan.country_code
     if cc is not None:
         trunk = plan.trunk_prefix
@@ -214,47 +219,65 @@ def _national_expr(d: pl.Expr, plan: DialPlan) -> pl.Expr:
             nsn = d.str.slice(len(trunk))
             nn = nsn.str.len_chars()
             plausible = d.str.starts_with(trunk) & _lengths_in(nn, plan.national_lengths)
-            cand = pl.when(plausible & (nn <= MAX_SHORT_NATIONAL)).then(pl.lit(cc) + nsn)
-            cases.append(
-                (
-                    plausible & ((nn > MAX_SHORT_NATIONAL) | _valid_expr(cand)),
-                    pl.lit("+" + cc) + nsn,
-                )
-            )
-        bare = pl.when(_lengths_in(n, plan.national_lengths)).then(pl.lit(cc) + d)
+            long_enough = plausible & (nn > MAX_SHORT_NATIONAL)
+            cand = pl.when(~settled & plausible & ~long_enough).then(pl.lit(cc) + nsn)
+            cases.append((long_enough | _valid_expr(cand), pl.lit("+" + cc) + nsn))
+            settled = settled | long_enough
+        bare = pl.when(~settled & _lengths_in(n, plan.national_lengths)).then(pl.lit(cc) + d)
         cases.append((_valid_expr(bare), pl.lit("+" + cc) + d))
-    intl = pl.when((n >= MIN_BARE_INTERNATIONAL) & (n <= MAX_E164)).then(d)
+    intl = pl.when(~settled & (n >= MIN_BARE_INTERNATIONAL) & (n <= MAX_E164)).then(d)
     cases.append((_valid_expr(intl), pl.lit("+") + d))
-    for cond, value in cases:
-        chain = pl.when(cond).then(value) if chain is None else chain.when(cond).then(value)  # type: ignore[attr-defined]
-    assert chain is not None
-    return chain.otherwise(pl.lit(None, dtype=pl.String))  # type: ignore[attr-defined, no-any-return]
+    cond, value = cases[0]
+    chain: Any = pl.when(cond).then(value)
+    for cond, value in cases[1:]:
+        chain = chain.when(cond).then(value)
+    out: pl.Expr = chain.otherwise(pl.lit(None, dtype=pl.String))
+    return out
+
+
+def normalize_series(values: pl.Series, ctx: DialingContext) -> pl.Series:
+    """``normalize_number`` for a Series: the rules as Polars expressions, run once per
+    unique value (intermediate columns materialized), mapped back in order."""
+    plan = dial_plan(ctx)
+    values = values.cast(pl.String)
+    uniq = values.drop_nulls().unique()
+    steps = (
+        pl.DataFrame({"raw": uniq})
+        .with_columns(_clean_expr(pl.col("raw")).alias("s"))
+        .with_columns(
+            pl.col("s").str.contains(_DIGITS).alias("ok"),
+            pl.col("s").str.starts_with("+").alias("plus"),
+            pl.col("s").str.strip_prefix("+").alias("d"),
+        )
+    )
+    d = pl.col("d")
+    national = _national_expr(d, plan)
+    olp = plan.outside_line_prefix
+    if olp:
+        has_olp = d.str.starts_with(olp) & (d.str.len_chars() > len(olp))
+        steps = steps.with_columns(pl.when(has_olp).then(d.str.slice(len(olp))).alias("d_olp"))
+        national = pl.coalesce(_national_expr(pl.col("d_olp"), plan), national)
+    result = steps.select(
+        pl.when(pl.col("ok") & pl.col("plus"))
+        .then(_international_expr(d))
+        .when(pl.col("ok"))
+        .then(national)
+        .otherwise(pl.lit(None, dtype=pl.String))
+        .alias("e164")
+    ).get_column("e164")
+    return values.replace_strict(uniq, result, default=None, return_dtype=pl.String)
 
 
 def normalize_expr(column: str, ctx: DialingContext) -> pl.Expr:
     """``normalize_number`` for a whole String column; same results, bulk.
 
-    The string rules run as Polars expressions; the validity checks (is this a real
-    number of the country code?) run once per unique candidate through the cached fast
-    path.
+    The string rules run as Polars expressions on the column's unique values; the
+    validity checks (is this a real number of the country code?) run once per unique
+    candidate through the cached fast path.
     """
-    plan = dial_plan(ctx)
-    s = _clean_expr(pl.col(column))
-    ok = s.str.contains(_DIGITS)
-    plus = s.str.starts_with("+")
-    digits = s.str.strip_prefix("+")
-    national = _national_expr(digits, plan)
-    olp = plan.outside_line_prefix
-    if olp:
-        has_olp = digits.str.starts_with(olp) & (digits.str.len_chars() > len(olp))
-        stripped = pl.when(has_olp).then(digits.str.slice(len(olp)))
-        national = pl.coalesce(pl.when(has_olp).then(_national_expr(stripped, plan)), national)
     return (
-        pl.when(ok & plus)
-        .then(_international_expr(digits))
-        .when(ok)
-        .then(national)
-        .otherwise(pl.lit(None, dtype=pl.String))
+        pl.col(column)
+        .map_batches(lambda s: normalize_series(s, ctx), return_dtype=pl.String)
         .alias(column)
     )
 
