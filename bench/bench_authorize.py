@@ -47,8 +47,9 @@ def _start(state: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     )
     port = _free_port()
     cmd = [
-        sys.executable, "-m", "tollguard.commands.serve", "serve", "--policy", str(tmp / "policy.toml"),
-        "--keys", str(tmp / "keys.toml"), "--state", state, "--port", str(port), "--sweep-interval", "0",
+        sys.executable, "-m", "tollguard.commands.serve", "serve",
+        "--policy", str(tmp / "policy.toml"), "--keys", str(tmp / "keys.toml"),
+        "--state", state, "--port", str(port), "--sweep-interval", "0",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(150):
@@ -77,8 +78,12 @@ class Load:
             self.seq += 1
             n = self.seq
         body = json.dumps(
-            {"account": "bench", "caller": "100", "callee": CALLEES[n % len(CALLEES)],
-             "call_id": f"bench-{time.monotonic_ns()}-{n}"}  # fmt: skip
+            {
+                "account": "bench",
+                "caller": "100",
+                "callee": CALLEES[n % len(CALLEES)],
+                "call_id": f"bench-{time.monotonic_ns()}-{n}",
+            }
         ).encode()
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
         return "POST", "/v1/authorize", body, headers
@@ -117,7 +122,8 @@ class Load:
         elapsed = time.perf_counter() - start
         flat = sorted(x for part in lats for x in part)
         q = statistics.quantiles(flat, n=100)
-        return {"rps": len(flat) / elapsed, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "n": len(flat)}
+        rps = len(flat) / elapsed
+        return {"rps": rps, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "n": len(flat)}
 
 
 def bench(state: str, seconds: float) -> None:
@@ -137,7 +143,8 @@ def bench(state: str, seconds: float) -> None:
     for path in ("/health", "/v1/authorize"):
         m, k = res[path, "max"], res[path, "1k"]
         print(
-            f"  {path:15s} max {m['rps']:7.0f} req/s (p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms)"
+            f"  {path:15s} max {m['rps']:7.0f} req/s"
+            f" (p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms)"
             f" | at 1000 req/s offered: {k['rps']:6.0f} req/s, p50 {k['p50_ms']:.2f} ms,"
             f" p99 {k['p99_ms']:.2f} ms"
         )
