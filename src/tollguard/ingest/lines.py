@@ -17,10 +17,10 @@ from pathlib import Path
 
 import polars as pl
 
-from tollguard.cdr._lines import BOM
-from tollguard.cdr.csvread import split_fields
+from tollguard.cdr._lines import BOM, BOM_BYTES, RawBlock
+from tollguard.cdr.csvread import FrameRaw, split_block, split_fields
 from tollguard.cdr.jsonl import parse_jsonl
-from tollguard.cdr.normalize import normalize
+from tollguard.cdr.normalize import RawSource, normalize
 from tollguard.cdr.quarantine import QuarantinedLine
 from tollguard.cdr.read import _Plan, _plan
 from tollguard.policy import DialingContext
@@ -85,6 +85,24 @@ class LineParser:
                 sample, fmt, ctx, assume_utc=assume_utc, source_file=source_file, source=source
             )
 
+    def parse_bytes(self, data: bytes, first_line: int, count: int) -> ParsedLines:
+        """``count`` whole physical lines (``data`` ends with a newline) from ``first_line``."""
+        if first_line == 1 and data.startswith(BOM_BYTES):
+            data = data[len(BOM_BYTES) :]
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        block = RawBlock(data, first_line, count)
+        detected, plan = self.plan.detected, self.plan
+        header_here = first_line <= detected.header_line < first_line + count
+        if plan.prepare is not None and not header_here:
+            quick = split_block(block, plan.names, detected.separator or ",")
+            if quick is not None:
+                split, raw = quick
+                records, bad = normalize(plan.prepare(split), plan.conversion, raw)
+                bad.sort(key=lambda q: q.line)
+                return ParsedLines(records, bad, detected.name)
+        return self.parse_frame(block.text_frame())
+
     def parse_text(self, text: str, first_line: int, count: int) -> ParsedLines:
         """``count`` physical lines (``text``, newline-separated) starting at ``first_line``."""
         if first_line == 1 and text.startswith(BOM):
@@ -114,7 +132,8 @@ class LineParser:
                 f"{detected.name} layout",
             )
             fields = plan.prepare(split)
-        records, bad = normalize(fields, plan.conversion)
+        raw: RawSource = FrameRaw(frame)
+        records, bad = normalize(fields, plan.conversion, raw)
         quarantined.extend(bad)
         quarantined.sort(key=lambda q: q.line)
         return ParsedLines(records, quarantined, detected.name)

@@ -361,10 +361,7 @@ class FileFollower:
     def _commit_chunk(self, cur: _Open, chunk: bytes, count: int) -> None:
         pos = self.pos
         assert pos is not None and cur.parser is not None
-        text = decode(chunk)
-        if text.endswith("\n"):
-            text = text[:-1]
-        parsed = cur.parser.parse_text(text, pos.line + 1, count)
+        parsed = cur.parser.parse_bytes(chunk, pos.line + 1, count)
         header = pos.header
         entries = [
             QuarantineEntry(
