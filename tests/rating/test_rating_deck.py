@@ -89,7 +89,8 @@ def test_bad_lines_all_reported_with_line_numbers(tmp_path: Path) -> None:
         "35,IT,0.01,,60-60,\n"
         "36,CH,0.01,,,2024-01-01 10:00\n"
         "37,AT,0,05,,\n"
-        "38,PT,-1,,,\n",
+        "38,PT,-1,,,\n"
+        "0900,NL premium,0.45,,,\n",
     )
     with pytest.raises(RateDeckError) as info:
         RateDeck.load(path)
@@ -103,7 +104,8 @@ def test_bad_lines_all_reported_with_line_numbers(tmp_path: Path) -> None:
     assert any(p.startswith(f"{path}:8: effective_from") and "offset" in p for p in problems)
     assert any(p.startswith(f"{path}:10: rate_per_minute '-1' is negative") for p in problems)
     assert f"{path}:2:" not in text  # the good line is not blamed
-    assert len(problems) == 7, problems  # line 9 ("0,05" split by the CSV) is a valid row
+    assert any(p.startswith(f"{path}:11: prefix '0900' starts with 0") for p in problems)
+    assert len(problems) == 8, problems  # line 9 ("0,05" split by the CSV) is a valid row
 
 
 def test_decimal_comma_hint(tmp_path: Path) -> None:
@@ -201,7 +203,6 @@ def lpm_deck(tmp_path: Path) -> RateDeck:
         ("67077", "67077"),  # exactly the prefix
         ("+31201234567", "31"),
         ("+32123456789", "3"),
-        ("+670 77 123", "67077"),
     ],
 )
 def test_longest_prefix_wins(tmp_path: Path, number: str, prefix: str) -> None:
@@ -209,7 +210,9 @@ def test_longest_prefix_wins(tmp_path: Path, number: str, prefix: str) -> None:
     assert found is not None and found.prefix == prefix
 
 
-@pytest.mark.parametrize("number", ["+4420123456", "+67", "", "+", "abc", "+31x1"])
+@pytest.mark.parametrize(
+    "number", ["+4420123456", "+67", "", "+", "abc", "+31x1", "+670 77 123", "+031", "0031"]
+)
 def test_no_match_is_unrated(tmp_path: Path, number: str) -> None:
     assert lpm_deck(tmp_path).lookup(number, T) is None
 

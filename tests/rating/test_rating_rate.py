@@ -392,3 +392,54 @@ def test_100k_random_rows_match_per_call_rating() -> None:
         assert cost is not None and cost_from_e4(got["cost_e4"]) == cost, (call, got)
         assert got["billing"] == row.billing and got["currency"] == "EUR"
     assert 25_000 < rated < 75_000  # both branches exercised
+
+
+def test_rate_frame_longest_prefix_including_numbers_shorter_than_prefixes() -> None:
+    deck = RateDeck.parse(
+        "prefix,destination,rate_per_minute\n"
+        "+670,TL,1\n"
+        "6700,TL zero,2\n"
+        "67077,TL mobile,3\n"
+        "3,Europe,4\n"
+        "31,NL,5\n"
+        "3100,NL odd,6\n",
+        "lpm",
+    )
+    numbers = {
+        "+67077123456": "67077",
+        "+6707": "670",
+        "+670": "670",  # lies inside 6700's range on the number line, but is shorter
+        "+67": None,
+        "+6700": "6700",
+        "+67001": "6700",
+        "+31": "31",
+        "+310": "31",
+        "+3100": "3100",
+        "+32": "3",
+        "+3": "3",
+        "+4": None,
+        "+0031201234567": None,
+        "31201234567": "31",
+        "+31 20": None,
+        "+1234567890123456": None,  # 16 digits: not E.164
+    }
+    rater = Rater.from_decks(deck)
+    out = rater.rate_frame(make_frame([{"callee_e164": n} for n in numbers]))
+    assert dict(zip(numbers, out["prefix"], strict=True)) == numbers
+    for number, prefix in numbers.items():
+        row = deck.lookup(number, T0)
+        assert (row.prefix if row else None) == prefix, number
+
+
+def test_two_decks_do_not_leak_into_each_other() -> None:
+    a = RateDeck.parse("prefix,destination,rate_per_minute\n9,A nine,1\n", "a")
+    b = RateDeck.parse("prefix,destination,rate_per_minute\n1,B one,2\n", "b")
+    rater = Rater.from_decks(a, {"acc-b": b})
+    frame = make_frame(
+        [
+            {"account": "x", "callee_e164": "+15551234"},
+            {"account": "acc-b", "callee_e164": "+95551234"},
+            {"account": "acc-b", "callee_e164": "+15551234"},
+        ]
+    )
+    assert Rater.rate_frame(rater, frame)["deck"].to_list() == [None, None, "b"]

@@ -36,6 +36,7 @@ __all__ = [
     "RateDeckError",
     "RateRow",
     "datetime_to_us",
+    "e164_digits",
     "normalize_prefix",
 ]
 
@@ -73,6 +74,15 @@ def normalize_prefix(text: str) -> str | None:
     if digits.startswith("+"):
         digits = digits[1:]
     if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    return digits
+
+
+def e164_digits(number: str) -> str | None:
+    """'+31201234567' or '31201234567' -> '31201234567'; None unless 1-15 digits not
+    starting with 0 (no spaces: numbers are normalized before rating)."""
+    digits = number[1:] if number.startswith("+") else number
+    if not (0 < len(digits) <= 15 and digits.isascii() and digits.isdigit()) or digits[0] == "0":
         return None
     return digits
 
@@ -251,7 +261,7 @@ class RateDeck:
         Longest prefix among the rows in effect at ``at``: a prefix whose first
         version starts later does not hide a shorter prefix that is in effect.
         """
-        digits = normalize_prefix(e164)
+        digits = e164_digits(e164)
         if digits is None:
             return None
         at_us = datetime_to_us(at)
@@ -414,6 +424,11 @@ def _parse_row(
     prefix = normalize_prefix(raw_prefix)
     if prefix is None:
         problems.append(f"prefix {raw_prefix!r} is not a digit string like '+67077' or '67077'")
+    elif prefix.startswith("0"):
+        problems.append(
+            f"prefix {raw_prefix!r} starts with 0; write E.164 prefixes with the country code "
+            "(e.g. '31900' for Dutch 0900 numbers)"
+        )
     elif len(prefix) > 15:
         problems.append(f"prefix {raw_prefix!r} is longer than an E.164 number (15 digits)")
 

@@ -196,36 +196,82 @@ class Rater:
         return deck
 
     def _build_tables(self) -> None:
+        """Index all decks for ``rate_frame``.
+
+        Every (deck, prefix) is a key. A prefix covers a range of 15-digit numbers
+        (``670`` covers 670000000000000..670999999999999), offset by deck; ranges of
+        one deck nest or are disjoint, so they cut the number line into segments,
+        each owned by the innermost (longest) prefix covering it. One binary search
+        finds a number's longest prefix; ``parent`` leads to the next shorter one
+        when that prefix is not in effect yet or is longer than the number.
+        """
         decks = list(dict.fromkeys(self._loaded.values()))
         self._deck_ids = {id(d): i for i, d in enumerate(decks)}
         rows = [r for d in decks for r in d.rows]
         self._rows = rate_rows_table(rows)
+        key_of: dict[tuple[int, str], int] = {}
+        row_key: list[int] = []
+        for deck in decks:
+            deck_id = self._deck_ids[id(deck)]
+            for r in deck.rows:
+                row_key.append(key_of.setdefault((deck_id, r.prefix), len(key_of)))
+        n_keys = len(key_of)
+        key_len = np.zeros(n_keys, dtype=np.int64)
+        key_parent = np.full(n_keys, -1, dtype=np.int64)
+        spans: list[tuple[int, int, int, int]] = []  # lo, length, hi, key
+        for (deck_id, prefix), key in key_of.items():
+            width = 10 ** (_MAX_DIGITS - len(prefix))
+            lo = deck_id * _KEY_DECK + int(prefix) * width
+            spans.append((lo, len(prefix), lo + width, key))
+            key_len[key] = len(prefix)
+        spans.sort()
+        bounds: list[int] = []
+        owners: list[int] = []
+
+        def cut(at: int, owner: int) -> None:
+            if bounds and bounds[-1] == at:
+                owners[-1] = owner
+            else:
+                bounds.append(at)
+                owners.append(owner)
+
+        stack: list[tuple[int, int]] = []  # (hi, key) of the open ranges, innermost last
+        for lo, _, hi, key in spans:
+            while stack and stack[-1][0] <= lo:
+                end, _ = stack.pop()
+                cut(end, stack[-1][1] if stack else -1)
+            key_parent[key] = stack[-1][1] if stack else -1
+            cut(lo, key)
+            stack.append((hi, key))
+        while stack:
+            end, _ = stack.pop()
+            cut(end, stack[-1][1] if stack else -1)
+        self._bounds = np.array(bounds, dtype=np.int64)
+        self._owners = np.array(owners, dtype=np.int64)
+        self._key_len = key_len
+        self._key_parent = key_parent
+
+        # Versions: the latest per key (most calls use it) and, for keys with
+        # several, all of them for an as-of join of calls older than the latest.
+        effs = [
+            UNDATED_US if r.effective_from is None else datetime_to_us(r.effective_from)
+            for r in rows
+        ]
+        latest_eff = np.full(n_keys, np.iinfo(np.int64).max, dtype=np.int64)
+        latest_rid = np.full(n_keys, -1, dtype=np.int64)
+        count = np.zeros(n_keys, dtype=np.int64)
+        for rid, (key, eff) in enumerate(zip(row_key, effs, strict=True)):
+            count[key] += 1
+            if latest_rid[key] < 0 or eff > latest_eff[key]:
+                latest_eff[key], latest_rid[key] = eff, rid
+        self._latest_eff = latest_eff
+        self._latest_rid = latest_rid
+        self._multi = count > 1
         versions = pl.DataFrame(
-            {
-                _LEN: [len(r.prefix) for r in rows],
-                # one integer key per (deck, prefix) within a prefix length
-                _KEY: [
-                    self._deck_ids[id(d)] * _KEY_DECK + int(r.prefix) for d in decks for r in d.rows
-                ],
-                _EFF: [
-                    UNDATED_US if r.effective_from is None else datetime_to_us(r.effective_from)
-                    for r in rows
-                ],
-                _RID: list(range(len(rows))),
-            },
-            schema={_LEN: pl.Int64(), _KEY: pl.Int64(), _EFF: pl.Int64(), _RID: pl.Int64()},
+            {_KEY: row_key, _EFF: effs, _RID: list(range(len(rows)))},
+            schema={_KEY: pl.Int64(), _EFF: pl.Int64(), _RID: pl.Int64()},
         )
-        # Per prefix length, shortest first: the latest version of every key (a plain
-        # join finds it) and, for keys with several versions, all of them (an as-of
-        # join picks the right one for calls that started before the latest).
-        self._by_length: list[tuple[int, pl.DataFrame, pl.DataFrame | None]] = []
-        for length in sorted(set(versions[_LEN].to_list())):
-            table = versions.filter(pl.col(_LEN) == length).drop(_LEN).sort(_EFF)
-            latest = table.group_by(_KEY).agg(
-                pl.col(_EFF).last(), pl.col(_RID).last(), (pl.len() > 1).alias(_MULTI)
-            )
-            multi = table.filter(pl.len().over(_KEY) > 1)
-            self._by_length.append((length, latest, multi if multi.height else None))
+        self._versions = versions.filter(pl.col(_KEY).is_in(np.nonzero(self._multi)[0])).sort(_EFF)
 
     # -- per account / per call -------------------------------------------
     def deck_for(self, account: str) -> RateDeck | None:
@@ -254,7 +300,7 @@ class Rater:
         in every rating column; unanswered calls that match are rated at cost 0.
         """
         base = frame.drop([c for c in RATING_SCHEMA if c in frame.columns])
-        if base.height == 0 or not self._by_length:
+        if base.height == 0 or not self._bounds.size:
             return base.with_columns(
                 pl.lit(None, dtype=dtype).alias(col) for col, dtype in RATING_SCHEMA.items()
             )
@@ -270,23 +316,19 @@ class Rater:
         return unique, ids
 
     def _match(self, base: pl.DataFrame) -> pl.Series:
-        """Deck row id per frame row (null: unrated), by longest effective prefix.
-
-        One equi-join per prefix length, shortest first; a longer match overwrites
-        a shorter one, so each row ends with its longest prefix that is in effect.
-        """
+        """Deck row id per frame row (null: unrated), by longest effective prefix."""
         names, ids = self._account_deck_ids(base["account"])
         e164 = pl.col("callee_e164")
         plus = e164.str.starts_with("+")
-        n_digits = e164.str.len_bytes().cast(pl.Int64) - plus.cast(pl.Int64)
         work = base.select(
             pl.int_range(pl.len(), dtype=pl.Int64).alias(_IDX),
             pl.col("account")
             .replace_strict(names, ids, default=None, return_dtype=pl.Int64)
             .alias(_DECK_ID),
             e164.cast(pl.Int64, strict=False).alias(_NUM),
-            n_digits.alias(_LEN),
+            (e164.str.len_bytes().cast(pl.Int64) - plus.cast(pl.Int64)).alias(_LEN),
             pl.col("start").dt.epoch("us").alias(_START),
+            # "+031", "0031" would be read as the number 31: never rate those
             (e164.str.starts_with("0") | e164.str.starts_with("+0")).alias("__zero"),
         ).filter(
             pl.col(_DECK_ID).is_not_null()
@@ -296,54 +338,47 @@ class Rater:
             & (pl.col(_LEN) <= _MAX_DIGITS)
         )
         rid = np.full(base.height, -1, dtype=np.int64)
-        if work.height:
-            pow10 = pl.col(_LEN).replace_strict(
-                list(range(_MAX_DIGITS + 1)),
-                [10**n for n in range(_MAX_DIGITS + 1)],
-                return_dtype=pl.Int64,
-            )
-            work = work.select(
-                _IDX,
-                _START,
-                _LEN,
-                (pl.col(_DECK_ID) * _KEY_DECK).alias(_KEY),  # deck part of the key
-                pl.col(_NUM),
-                pow10.alias("__pow10"),
-            )
-        for length, latest, multi in self._by_length:
-            if work.height == 0:
-                break
-            keyed = work.select(
-                _IDX,
-                _START,
-                pl.when(pl.col(_LEN) >= length)
-                .then(pl.col(_KEY) + pl.col(_NUM) // (pl.col("__pow10") // 10**length))
-                .alias(_KEY),
-            )
-            hit = keyed.join(latest, on=_KEY, how="inner")
-            effective = pl.col(_EFF) <= pl.col(_START)
-            now = hit.filter(effective)
-            rid[now[_IDX].to_numpy()] = now[_RID].to_numpy()
-            if multi is None:
-                continue
-            # calls to a multi-version key that started before its latest version
-            older = hit.filter(~effective & pl.col(_MULTI))
-            if older.height == 0:
-                continue
-            found = (
-                older.select(_IDX, _KEY, _START)
-                .sort(_START)
-                .join_asof(
-                    multi,
-                    left_on=_START,
-                    right_on=_EFF,
-                    by=_KEY,
-                    strategy="backward",
-                    check_sortedness=False,
-                )
-                .filter(pl.col(_RID).is_not_null())
-            )
-            rid[found[_IDX].to_numpy()] = found[_RID].to_numpy()
+        if work.height and self._bounds.size:
+            idx = work[_IDX].to_numpy()
+            n = work[_LEN].to_numpy()
+            start = work[_START].to_numpy()
+            scale = (10 ** np.arange(_MAX_DIGITS, -1, -1, dtype=np.int64))[n]  # 10**(15-n)
+            point = work[_DECK_ID].to_numpy() * _KEY_DECK + work[_NUM].to_numpy() * scale
+            seg = np.searchsorted(self._bounds, point, side="right") - 1
+            key = np.where(seg >= 0, self._owners[np.maximum(seg, 0)], -1)
+            pend = np.arange(idx.size)
+            while True:
+                has = key >= 0
+                pend, key = pend[has], key[has]
+                if pend.size == 0:
+                    break
+                fits = self._key_len[key] <= n[pend]
+                now = fits & (self._latest_eff[key] <= start[pend])
+                rid[idx[pend[now]]] = self._latest_rid[key[now]]
+                done = now
+                older = fits & ~now & self._multi[key]
+                if older.any():
+                    found = (
+                        pl.DataFrame(
+                            {_IDX: pend[older], _KEY: key[older], _START: start[pend[older]]}
+                        )
+                        .sort(_START)
+                        .join_asof(
+                            self._versions,
+                            left_on=_START,
+                            right_on=_EFF,
+                            by=_KEY,
+                            strategy="backward",
+                            check_sortedness=False,
+                        )
+                        .filter(pl.col(_RID).is_not_null())
+                    )
+                    if found.height:
+                        where = found[_IDX].to_numpy()
+                        rid[idx[where]] = found[_RID].to_numpy()
+                        done = done | np.isin(pend, where)
+                # not priced at this prefix: try the next shorter one
+                pend, key = pend[~done], self._key_parent[key[~done]]
         series = pl.Series(_RID, rid)
         return series.set(series < 0, None)
 
