@@ -58,7 +58,7 @@ def stored_count(engine: Engine) -> int:
 def run_cli(args: list[str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "tollguard.cli", "ingest", *args, "--once", "--json"],
+        [sys.executable, "-m", "tollguard.ingest", *args, "--once", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
