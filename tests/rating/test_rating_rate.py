@@ -442,4 +442,4 @@ def test_two_decks_do_not_leak_into_each_other() -> None:
             {"account": "acc-b", "callee_e164": "+15551234"},
         ]
     )
-    assert Rater.rate_frame(rater, frame)["deck"].to_list() == [None, None, "b"]
+    assert rater.rate_frame(frame)["deck"].to_list() == [None, None, "b"]

@@ -34,9 +34,7 @@ _DECK_ID = "__rating_deck_id"
 _NUM = "__rating_num"
 _LEN = "__rating_len"
 _START = "__rating_start_us"
-_PKEY = "__rating_pkey"
 _EFF = "__rating_eff_us"
-_MULTI = "__rating_multi"
 _KEY = "__rating_key"
 _KEY_DECK = 10**15  # key = deck id * 10**15 + prefix digits
 _MAX_DIGITS = 15  # E.164
