@@ -165,3 +165,25 @@ def test_every_change_is_in_a_valid_audit_chain(engine: Engine, make_alert: Make
         actions = [e.action for e in audit.read(conn)]
     assert result.ok and result.checked == 3
     assert actions == ["alert", "case.ack", "case.comment"]
+
+
+def test_a_pattern_long_after_a_quiet_case_opens_a_new_case(
+    engine: Engine, make_alert: MakeAlert
+) -> None:
+    svc = CaseService(engine)
+    old = svc.ingest(make_alert()).case.id
+    later = T0 + timedelta(days=1, hours=6)
+    new = svc.ingest(make_alert(id="b1", started_at=later, detected_at=later)).case
+    assert new.id != old and new.first_record_at == later
+    # a number alert from the same account joins the account's active case
+    r = svc.ingest(
+        make_alert(
+            id="b2",
+            detector="pumping",
+            subject="+67078915987",
+            subject_kind="number",
+            started_at=later,
+            detected_at=later,
+        )
+    )
+    assert r.case.id == new.id

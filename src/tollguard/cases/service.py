@@ -101,6 +101,7 @@ class CaseService:
     blocker: Blocker | None = None
     grouping: Grouping = default_grouping
     reopen_within: timedelta = timedelta(days=30)
+    join_within: timedelta = timedelta(hours=12)
     tuning_hooks: list[Callable[[TuningRecord], None]] = field(default_factory=list)
 
     # -- alerts into cases --------------------------------------------------
@@ -136,12 +137,7 @@ class CaseService:
         if existing is not None:
             return self._update_alert(conn, existing, alert, now)
         key, subject, subject_kind = self.grouping(alert)
-        case_row = conn.execute(
-            select(cases_t)
-            .where(and_(cases_t.c.key == key, cases_t.c.status.in_(OPEN_STATUSES)))
-            .order_by(cases_t.c.created_at.desc())
-            .limit(1)
-        ).first()
+        case_row = self._open_case_for(conn, alert, key)
         outcome = "joined"
         if case_row is None:
             closed = conn.execute(
@@ -206,6 +202,33 @@ class CaseService:
         case = self._load(conn, case_id)
         raised = before is not None and SEVERITY_RANK[case.severity] > SEVERITY_RANK[before]
         return IngestResult(case, outcome, alert.id, raised)
+
+    def _open_case_for(self, conn: Connection, alert: Alert, key: str) -> Row[Any] | None:
+        """The open case an alert joins: its own pattern's case; else, for an alert about
+        a number, the open case of its account; else, for an account alert, an open case
+        about a number that this account's calls are part of. Only a case active within
+        ``join_within`` before the alert's first record is joined: a pattern that starts
+        long after a case went quiet is a new case."""
+        horizon = alert.started_at - self.join_within
+        active = and_(cases_t.c.status.in_(OPEN_STATUSES), cases_t.c.last_alert_at >= horizon)
+        candidates = [cases_t.c.key == key]
+        if key.startswith("number:") and alert.account:
+            candidates.append(cases_t.c.key == f"account:{alert.account}")
+        elif key.startswith("account:"):
+            in_number_case = select(alerts_t.c.case_id).where(alerts_t.c.account == alert.account)
+            candidates.append(
+                and_(cases_t.c.key.startswith("number:"), cases_t.c.id.in_(in_number_case))
+            )
+        for condition in candidates:
+            row = conn.execute(
+                select(cases_t)
+                .where(and_(condition, active))
+                .order_by(cases_t.c.last_alert_at.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                return row
+        return None
 
     def _update_alert(
         self, conn: Connection, existing: Row[Any], alert: Alert, now: datetime
