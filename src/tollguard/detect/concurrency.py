@@ -9,8 +9,9 @@ mean duration D, the number in progress is Poisson(lambda * D) (M/G/infinity), w
 same Gamma uncertainty on lambda as ``deviation`` -> negative binomial. A peak alerts when
 it is improbable (``p_value`` warning 1e-4, critical 1e-7) *and* above the account's own
 learned daily peak (decayed maximum) by a factor (``over_usual`` 1.5 / 2) *and* at least
-``min_calls`` (4 / 8) calls. The hard ``max_concurrent_calls`` limit is checked by
-``limits``.
+``min_calls`` (4 / 8) calls. Accounts with less than ``options.min_history_hours`` (24)
+of history have no usual peak yet and are skipped. The hard ``max_concurrent_calls``
+limit is checked by ``limits``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ class ConcurrencyDetector(BaseDetector):
         "min_calls": 8,
         "over_usual": 2.0,
     }
-    default_options: ClassVar[dict[str, Any]] = {"dispersion": 3.0, "gap_minutes": 60}
+    default_options: ClassVar[dict[str, Any]] = {
+        "dispersion": 3.0,
+        "gap_minutes": 60,
+        "min_history_hours": 24,
+    }
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
         settings = ctx.settings(self)
@@ -62,14 +67,16 @@ class ConcurrencyDetector(BaseDetector):
             ctx.state.pop(self.name, None)
         usual = ctx.sig.peak
         warn = settings.warning
-        if peak < warn["min_calls"] or peak < usual * warn["over_usual"]:
+        young = ctx.sig.history_hours() < int(settings.options["min_history_hours"])
+        if young or peak < warn["min_calls"] or peak < usual * warn["over_usual"]:
             if st is None:
                 return []
             st.tally.add(record)
             return [self._finding(st, ctx, usual)]
         sig = ctx.sig
-        mean = sig.slot_rate(ctx.slot) * sig.duration_mean() / 3600.0
-        shape = effective_shape(sig.level_shape, float(settings.options["dispersion"]))
+        rate, wshape = sig.window(ctx.hour_index, 1)
+        mean = rate * sig.duration_mean() / 3600.0
+        shape = effective_shape(wshape, float(settings.options["dispersion"]))
         p = nbinom_sf(peak, shape, max(mean, 1e-9))
         sev: Severity | None = None
         for name, th in (("critical", settings.critical), ("warning", warn)):

@@ -8,8 +8,9 @@ for ``options.window_hours`` (24) after its last call.
 What the account "knows": countries and number types learned by its signature (decayed
 counts from closed days, ``options.known_weight`` 0.5), its home country (the policy's
 dialing country), and, for a country that is not high-risk, any country that carries at
-least ``options.common_share`` (1 %) of the population's calls (priors). A high-risk
-range is never "known" through the population, only through the account's own history.
+least ``options.common_share`` (0.1 %) of the population's calls (priors). A high-risk
+range is never "known" through the population, only through the account's own history;
+premium rate is "usual" only when the account itself calls it (``premium_known_weight``).
 
 Default thresholds (calls and spend within the situation):
 
@@ -18,8 +19,8 @@ kind                 warning                     critical
 ===================  ==========================  ===========================
 high-risk range      ``risk_calls`` 1            ``risk_calls`` 3 or ``risk_spend`` 20
 satellite            ``risk_calls`` 1            ``risk_calls`` 3 or ``risk_spend`` 20
-premium rate         ``premium_calls`` 3 or      ``premium_calls`` 25 or
-                     ``premium_spend`` 10        ``premium_spend`` 50
+premium rate         ``premium_calls`` 5 or      ``premium_calls`` 25 or
+                     ``premium_spend`` 60        ``premium_spend`` 250
 new country          ``new_country_calls`` 3 or  never by default (a business trip to
                      ``new_country_spend`` 20    Japan is a warning); set
                                                  ``critical.new_country_calls`` to allow
@@ -77,8 +78,8 @@ class DestinationDetector(BaseDetector):
     name = "destination"
     default_warning: ClassVar[dict[str, float]] = {
         "risk_calls": 1,
-        "premium_calls": 3,
-        "premium_spend": 10,
+        "premium_calls": 5,
+        "premium_spend": 60,
         "new_country_calls": 3,
         "new_country_spend": 20,
     }
@@ -86,12 +87,12 @@ class DestinationDetector(BaseDetector):
         "risk_calls": 3,
         "risk_spend": 20,
         "premium_calls": 25,
-        "premium_spend": 50,
+        "premium_spend": 250,
     }
     default_options: ClassVar[dict[str, Any]] = {
         "window_hours": 24,
         "known_weight": 0.5,
-        "common_share": 0.01,
+        "common_share": 0.001,
         "premium_known_weight": 3.0,
         "silent_weight": 2.0,
     }
@@ -122,8 +123,7 @@ class DestinationDetector(BaseDetector):
             kind, subject = "new_country", country
         if kind is None and ntype == "PREMIUM_RATE":
             learned = sig.type_weight(ntype)
-            pop = priors.number_type_share.get(ntype, 0.0)
-            if learned < float(opts["premium_known_weight"]) and pop < float(opts["common_share"]):
+            if learned < float(opts["premium_known_weight"]):
                 kind, subject, subject_kind = "premium", ntype, "number_type"
         if kind is None:
             return []

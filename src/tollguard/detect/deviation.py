@@ -8,7 +8,9 @@ of the account's level (shape = prior pseudo-calls + learned calls) and a window
 random effect (``options.dispersion_hour`` 3, ``dispersion_day`` 6), so a busy Monday is
 not an anomaly but fifty calls in a normally quiet hour is. Spend is tested with the
 compound model S = sum of N call costs (N negative binomial, cost moments from the
-signature, a Gamma with the same mean and variance gives the tail).
+signature, a Gamma with the same mean and variance gives the tail), applied to the
+window's spend minus its single most expensive call, so that one long legitimate call
+is not a deviation (single calls are for ``destination`` and ``limits``).
 
 The test runs as a window fills: P(X_window >= calls so far) is an upper bound of the
 final p-value, so an alert comes with the record that makes the count improbable.
@@ -41,6 +43,7 @@ class _Window:
     shape: float
     tally: Tally
     spend: float = 0.0
+    top_cost: float = 0.0  # the single most expensive call of the window
     calls_level: dict[str, int] = field(default_factory=dict)  # severity -> count found
     spend_level: dict[str, float] = field(default_factory=dict)
     p_calls: float = 1.0
@@ -73,14 +76,13 @@ class DeviationDetector(BaseDetector):
         sig = ctx.sig
         hour = st.get("hour")
         if hour is None or ctx.hour_index > hour.index:
-            shape = effective_shape(sig.level_shape, float(opts["dispersion_hour"]))
-            hour = st["hour"] = _Window(
-                "hour", ctx.hour_index, sig.slot_rate(ctx.slot), shape, Tally(record.start)
-            )
+            mu, shape = sig.window(ctx.hour_index, 1)
+            shape = effective_shape(shape, float(opts["dispersion_hour"]))
+            hour = st["hour"] = _Window("hour", ctx.hour_index, mu, shape, Tally(record.start))
         day = st.get("day")
         if day is None or ctx.day_index > day.index:
-            mu = sum(sig.rates(ctx.day_index * 24, 24))
-            shape = effective_shape(sig.level_shape, float(opts["dispersion_day"]))
+            mu, shape = sig.window(ctx.day_index * 24, 24)
+            shape = effective_shape(shape, float(opts["dispersion_day"]))
             day = st["day"] = _Window("day", ctx.day_index, mu, shape, Tally(record.start))
         cost = float(cost_of(record))
         out: list[Finding] = []
@@ -89,6 +91,7 @@ class DeviationDetector(BaseDetector):
         for w in (hour, day):
             w.tally.add(record)
             w.spend += cost
+            w.top_cost = max(w.top_cost, cost)
             if young:
                 continue
             sev = self._evaluate(w, ctx, settings.warning, settings.critical)
@@ -124,16 +127,19 @@ class DeviationDetector(BaseDetector):
         cost_mean, cost_m2 = ctx.sig.cost_moments()
         mean_s = w.mu * cost_mean
         var_s = w.mu * max(cost_m2 - cost_mean**2, 0.0) + var_n * cost_mean**2
-        if w.spend > mean_s + 2 * math.sqrt(var_s):
+        # one expensive call is not a deviation of the account's traffic (the destination
+        # detector and the limits look at single calls): test the spend without the top call
+        spend = w.spend - w.top_cost
+        if spend > mean_s + 2 * math.sqrt(var_s):
             for name, th in levels:
                 if name in w.spend_level:
                     continue
-                if w.spend < th.get("min_spend", 0):
+                if spend < th.get("min_spend", 0):
                     continue
-                p = compound_spend_sf(w.spend, w.mu, var_n, cost_mean, cost_m2)
+                p = compound_spend_sf(spend, w.mu, var_n, cost_mean, cost_m2)
                 w.p_spend = min(w.p_spend, p)
                 if p < th["p_value"]:
-                    w.spend_level[name] = w.spend
+                    w.spend_level[name] = spend
         sev: Severity | None = None
         if "critical" in w.calls_level or "critical" in w.spend_level:
             sev = "critical"

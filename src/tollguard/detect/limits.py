@@ -209,9 +209,7 @@ class LimitsDetector(BaseDetector):
         if static is not None:
             sparam, svalue, swhy = static
             subject, kind = _subject_for(sparam, record, ctx)
-            out.append(
-                self._finding(record, sparam, subject, kind, "critical", svalue, swhy, swhy)
-            )
+            out.append(self._finding(record, sparam, subject, kind, "critical", svalue, swhy, swhy))
         fraction = ctx.settings(self).warning.get("fraction", 0.8)
         checks: list[tuple[str, Decimal | int, Decimal | int | None, str, str]] = [
             ("max_spend_per_hour", c.spend_hour, lim.max_spend_per_hour, "this hour", "hour"),

@@ -137,7 +137,7 @@ class PumpingDetector(BaseDetector):
         settings = ctx.settings(self)
         opts = settings.options
         ntype = record.number_type or ""
-        if not record.risk and ntype not in opts["number_types"]:
+        if ntype not in opts["number_types"]:
             return []
         number = record.callee_e164 or record.callee
         out: list[Finding] = []

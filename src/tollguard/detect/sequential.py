@@ -6,8 +6,14 @@ Per account, the numbers dialed in the last ``options.window_minutes`` (30) are 
 by 100-number block (all digits but the last two); the measure is the longest run of
 distinct numbers whose last two digits are at most ``options.max_step`` (2) apart.
 
+Only calls abroad, to high-risk ranges or to premium-rate/satellite/personal numbers
+count (``options.scope = "international"``; set ``"all"`` to include domestic numbers:
+predictive dialers legitimately dial sorted lists, and one-ring floods hit consecutive
+DIDs, which ``wangiri`` reports).
+
 Thresholds: warning ``run`` 6, critical ``run`` 12. Subject: the block ("+2526123456"),
-kind "prefix". The situation follows the block while the run keeps growing.
+kind "prefix". The situation follows the block while the run keeps growing. On critical,
+enforcement blocks calls to the block (the live numbers found are pumped next).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ class _Block:
     tally: Tally
     run: int = 0
     severity: Severity | None = None
+
+
+_RISKY_TYPES = {"PREMIUM_RATE", "SATELLITE", "SHARED_COST", "UAN", "PERSONAL_NUMBER"}
 
 
 def longest_run(values: list[int], max_step: int) -> int:
@@ -52,6 +61,7 @@ class SequentialDetector(BaseDetector):
         "window_minutes": 30,
         "max_step": 2,
         "max_blocks": 512,
+        "scope": "international",
     }
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
@@ -60,6 +70,12 @@ class SequentialDetector(BaseDetector):
             return []
         settings = ctx.settings(self)
         opts = settings.options
+        if opts["scope"] == "international" and not (
+            record.risk
+            or (record.country and record.country != ctx.policy.context.country)
+            or record.number_type in _RISKY_TYPES
+        ):
+            return []
         blocks: dict[str, _Block] = ctx.state.setdefault(self.name, {})
         key, last2 = number[:-2], int(number[-2:])
         now = record.end.timestamp()
@@ -106,6 +122,7 @@ class SequentialDetector(BaseDetector):
                 records=blk.tally.calls,
                 cost=blk.tally.cost,
                 prior_ids=blk.tally.prior(),
+                block="prefix",
                 explanation={
                     "parameter": "sequential_numbers",
                     "value": blk.run,

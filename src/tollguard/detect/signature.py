@@ -81,9 +81,8 @@ class Priors:
 
     shape: tuple[float, ...] = field(default_factory=_default_shape)
     level: float = 0.3  # calls per hour, week average
-    level_weight_hours: float = 168.0  # prior worth one week of observation
-    level_shape: float = 1.0  # Gamma shape of the level prior (uncertainty of a new account)
-    shape_weight_weeks: float = 2.0  # how many weeks of own data outweigh the population shape
+    level_shape: float = 1.0  # Gamma shape of the level prior (a new account's level is vague)
+    slot_shape: float = 1.5  # Gamma shape of one slot's rate around level * shape[slot]
     cost_mean: float = 0.10  # per call, account currency
     cost_sd: float = 0.60
     cost_weight: float = 30.0  # prior worth 30 calls
@@ -221,6 +220,7 @@ class Signature:
         "priors",
         "sum_c",
         "sum_e",
+        "sum_epi",
         "types",
     )
 
@@ -230,6 +230,7 @@ class Signature:
         self.e = [0.0] * HOURS_PER_WEEK
         self.sum_c = 0.0
         self.sum_e = 0.0
+        self.sum_epi = 0.0
         self.hour_index: int | None = None
         self.first_hour: int | None = None
         self.day_index: int | None = None
@@ -270,6 +271,7 @@ class Signature:
                 e[s] = e[s] * lam + 1.0
             self.sum_c = sum(c)
             self.sum_e = sum(e)
+            self.sum_epi = sum(x * y for x, y in zip(e, self.priors.shape, strict=True))
             self.hour_index = hour_index
             self.bucket_calls = 0
             self.bucket_clean = 0
@@ -279,11 +281,12 @@ class Signature:
             self.day_index = day_index
 
     def _update_level(self) -> None:
+        """Gamma posterior of the account's level (calls per hour, week average): prior
+        Gamma(a, a/level), Poisson counts c[h] with exposure e[h] * shape[h]."""
         p = self.priors
-        self.level_rate = (p.level * p.level_weight_hours + self.sum_c) / (
-            p.level_weight_hours + self.sum_e
-        )
-        self.level_shape = p.level_shape + self.sum_c
+        a = p.level_shape
+        self.level_rate = (a + self.sum_c) / (a / p.level + self.sum_epi)
+        self.level_shape = a + self.sum_c
 
     def _close_day(self, days: int) -> None:
         lam = self.priors.day_decay ** min(days, 400)
@@ -327,15 +330,38 @@ class Signature:
             self.day_peak = peak
 
     # -- what is expected ---------------------------------------------------
+    def slot_posterior(self, slot: int) -> tuple[float, float]:
+        """Gamma(alpha, beta) posterior of the calls per hour in this hour-of-week slot.
+
+        Prior: Gamma(s0, s0 / (level * shape[slot])) -- centred on the account's level
+        times the population shape, with shape s0 (``Priors.slot_shape``), so an hour the
+        account has never been observed in is uncertain; data: decayed calls c[slot] in
+        decayed exposure e[slot] (weeks).
+        """
+        s0 = self.priors.slot_shape
+        prior_mean = max(self.level_rate * self.priors.shape[slot], 1e-6)
+        return s0 + self.c[slot], s0 / prior_mean + self.e[slot]
+
     def slot_rate(self, slot: int) -> float:
-        """Expected calls in one hour of this slot (posterior mean, pooled with the
-        population shape scaled to this account's level)."""
-        k = self.priors.shape_weight_weeks
-        return (k * self.level_rate * self.priors.shape[slot] + self.c[slot]) / (k + self.e[slot])
+        """Expected calls in one hour of this slot (posterior mean)."""
+        alpha, beta = self.slot_posterior(slot)
+        return alpha / beta
 
     def rates(self, first_hour: int, hours: int) -> Iterator[float]:
         for h in range(first_hour, first_hour + hours):
             yield self.slot_rate(slot_of(h))
+
+    def window(self, first_hour: int, hours: int) -> tuple[float, float]:
+        """Expected calls over consecutive local hours and the Gamma shape of that
+        expectation (slot uncertainties taken as fully correlated, which is cautious:
+        an account that is busier than thought on a Saturday is busier all day)."""
+        mu = 0.0
+        sd = 0.0
+        for h in range(first_hour, first_hour + hours):
+            alpha, beta = self.slot_posterior(slot_of(h))
+            mu += alpha / beta
+            sd += math.sqrt(alpha) / beta
+        return mu, (mu * mu / (sd * sd) if sd > 0 else 1e9)
 
     def cost_moments(self) -> tuple[float, float]:
         """Posterior mean and second moment of the cost of one call."""

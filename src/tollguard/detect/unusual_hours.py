@@ -10,7 +10,8 @@ the expected number for the hours it spans with the same Gamma-Poisson predictiv
 
 Thresholds: ``warning`` p_value 1e-3 and min_calls 5; ``critical`` p_value 1e-7,
 min_calls 20 and min_spend 25 (account currency; an evening of cheap overtime calls is
-not a hack).
+not a hack). An account with less than ``options.min_history_hours`` (24) of history is
+judged by the population shape alone and gets at most a warning.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class _Stretch:
     mu: float
     tally: Tally
     first_local: str
+    shape: float = 1.0
     severity: Severity | None = None
     p: float = 1.0
 
@@ -58,6 +60,7 @@ class UnusualHoursDetector(BaseDetector):
         "silent_fraction": SILENT_FRACTION,
         "gap_hours": 3,
         "dispersion": 3.0,
+        "min_history_hours": 24,
     }
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
@@ -69,22 +72,26 @@ class UnusualHoursDetector(BaseDetector):
         sig = ctx.sig
         st: _Stretch | None = ctx.state.get(self.name)
         if st is None or ctx.hour_index - st.last_hour > int(opts["gap_hours"]):
+            mu, wshape = sig.window(ctx.hour_index, 1)
             st = _Stretch(
                 ctx.hour_index,
                 ctx.hour_index,
-                sig.slot_rate(ctx.slot),
+                mu,
                 Tally(record.start),
                 f"{_DAYS[ctx.local.weekday()]} {ctx.local:%H}:00",
+                wshape,
             )
             ctx.state[self.name] = st
         elif ctx.hour_index > st.last_hour:
-            st.mu += sum(sig.rates(st.last_hour + 1, ctx.hour_index - st.last_hour))
             st.last_hour = ctx.hour_index
+            st.mu, st.shape = sig.window(st.first_hour, st.last_hour - st.first_hour + 1)
         st.tally.add(record)
         calls = st.tally.calls
-        shape = effective_shape(sig.level_shape, float(opts["dispersion"]))
+        shape = effective_shape(st.shape, float(opts["dispersion"]))
+        young = sig.history_hours() < int(opts["min_history_hours"])
         sev: Severity | None = None
-        for name, th in (("critical", settings.critical), ("warning", settings.warning)):
+        levels = (("critical", settings.critical), ("warning", settings.warning))
+        for name, th in levels[1:] if young else levels:
             if calls < th.get("min_calls", 0):
                 continue
             if st.tally.cost < Decimal(str(th.get("min_spend", 0))):

@@ -3,8 +3,11 @@
 Ring flood: per account, over a sliding ``options.window_minutes`` (10), the number of
 distinct destinations reached by very short unanswered calls (not answered, or answered
 for at most ``options.max_answered_s`` 2 s, lasting at most ``options.max_ring_s`` 8 s).
-It alerts when they are many *and* most of the account's calls in the window
-(``options.min_share`` 0.6): warning ``destinations`` 20, critical ``destinations`` 60.
+Only calls from foreign numbers count (``options.foreign_sources_only``: the caller is
+an E.164 number outside the account's dialing country); a PBX's own short failed
+calls are ``sequential``'s business. It alerts when they are many *and* most of the
+account's calls in the window (``options.min_share`` 0.6): warning ``destinations`` 20,
+critical ``destinations`` 60.
 Subject: the account (usually an interconnect or wholesale trunk); the explanation
 names the calling numbers. A ring flood does not block the trunk (block scope "none").
 
@@ -55,6 +58,7 @@ class WangiriDetector(BaseDetector):
         "min_share": 0.6,
         "max_sources": 10_000,
         "callback_days": 7,
+        "foreign_sources_only": True,
     }
 
     def __init__(self) -> None:
@@ -85,8 +89,11 @@ class WangiriDetector(BaseDetector):
         if st is None:
             st = ctx.state[self.name] = _Flood()
         now = record.end.timestamp()
-        short = record.duration <= int(opts["max_ring_s"]) and (
-            not record.answered or record.billsec <= int(opts["max_answered_s"])
+        src = record.caller_e164 or record.caller
+        short = (
+            record.duration <= int(opts["max_ring_s"])
+            and (not record.answered or record.billsec <= int(opts["max_answered_s"]))
+            and (not opts["foreign_sources_only"] or _foreign(src, ctx))
         )
         dest = (record.callee_e164 or record.callee) if short else None
         st.events.append((now, dest))
@@ -120,7 +127,6 @@ class WangiriDetector(BaseDetector):
             st.tally = Tally(record.start)
         if short:
             st.tally.add(record)
-            src = record.caller_e164 or record.caller
             if src in st.sources or len(st.sources) < 64:
                 st.sources[src] = st.sources.get(src, 0) + 1
             self._remember(src, now, ctx.account, opts)
@@ -230,3 +236,20 @@ class WangiriDetector(BaseDetector):
                 "why": why,
             },
         )
+
+
+_HOME_CODES: dict[str, str] = {}
+
+
+def _foreign(src: str, ctx: AccountContext) -> bool:
+    """Is the calling number an E.164 number outside the account's dialing country?"""
+    if not src.startswith("+"):
+        return False
+    home = ctx.policy.context.country
+    code = _HOME_CODES.get(home)
+    if code is None:
+        import phonenumbers
+
+        n = phonenumbers.country_code_for_region(home)
+        code = _HOME_CODES[home] = f"+{n}" if n else "+"
+    return not src.startswith(code)
