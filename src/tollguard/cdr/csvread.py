@@ -11,9 +11,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
+from tollguard.cdr._lines import RawBlock, decode
 from tollguard.cdr.disposition import DispositionMode
 from tollguard.cdr.mapping import CANONICAL_FIELDS, ColumnMapping
 from tollguard.cdr.quarantine import QuarantinedLine
@@ -121,11 +124,101 @@ def _python_split(
     return pl.DataFrame(data), quarantined
 
 
+class BlockRaw:
+    """Raw text of lines in a block, looked up only for the few lines that need it."""
+
+    def __init__(self, block: RawBlock) -> None:
+        self.block = block
+        self._newlines: np.ndarray | None = None  # type: ignore[type-arg]
+
+    def newlines(self) -> np.ndarray:  # type: ignore[type-arg]
+        if self._newlines is None:
+            self._newlines = self.block.newlines()
+        return self._newlines
+
+    def lines(self, numbers: list[int]) -> list[str]:
+        out = []
+        data, nl, first = self.block.data, self.newlines(), self.block.first_line
+        for number in numbers:
+            i = number - first
+            start = int(nl[i - 1]) + 1 if i else 0
+            out.append(decode(data[start : int(nl[i])]).removesuffix("\r"))
+        return out
+
+
+@dataclass(frozen=True)
+class FrameRaw:
+    frame: pl.DataFrame  # _line, _raw
+
+    def lines(self, numbers: list[int]) -> list[str]:
+        wanted = pl.DataFrame({"_line": pl.Series(numbers, dtype=pl.Int64)})
+        joined = wanted.join(self.frame.select("_line", "_raw"), on="_line", how="left")
+        return [r or "" for r in joined.get_column("_raw").to_list()]
+
+
+def split_block(
+    block: RawBlock, names: list[str], separator: str
+) -> tuple[pl.DataFrame, BlockRaw] | None:
+    """Fast path: the whole block straight into ``polars.read_csv``.
+
+    Taken only when every line is well-formed; otherwise None, and the caller reads the
+    block line by line, which explains each bad line. Polars refuses rows with too many
+    fields, lines with unbalanced quotes (row count changes) and invalid UTF-8. Rows
+    with too few fields are found by counting: the separators in the block must equal
+    (width - 1) per non-blank line plus the separators inside quoted values.
+    """
+    if len(separator) != 1 or separator == '"':
+        return None
+    width = len(names)
+    try:
+        parsed = pl.read_csv(
+            block.data,
+            has_header=False,
+            separator=separator,
+            quote_char='"',
+            infer_schema=False,
+            new_columns=names,
+            empty_string_is_null=False,
+            raise_if_empty=False,
+        )
+    except (pl.exceptions.PolarsError, ValueError):
+        return None
+    if parsed.height != block.lines or parsed.width != width:
+        return None
+    inside = parsed.select(
+        pl.sum_horizontal(
+            [pl.col(c).str.count_matches(separator, literal=True).cast(pl.Int64) for c in names]
+        ).sum()
+    ).item()
+    deficit = block.lines * (width - 1) + int(inside or 0) - block.data.count(separator.encode())
+    raw = BlockRaw(block)
+    lines = pl.int_range(
+        block.first_line, block.first_line + block.lines, dtype=pl.Int64, eager=True
+    )
+    frame = parsed.with_columns(lines.alias("_line"))
+    if deficit:
+        if width == 1:
+            return None
+        newlines = raw.newlines()
+        starts = np.empty_like(newlines)
+        starts[0] = 0
+        starts[1:] = newlines[:-1] + 1
+        lengths = newlines - starts
+        arr = np.frombuffer(block.data, dtype=np.uint8)
+        has_cr = lengths > 0
+        has_cr[has_cr] = arr[newlines[has_cr] - 1] == 13
+        blank = (lengths - has_cr) == 0
+        if deficit != (width - 1) * int(blank.sum()):
+            return None  # some line has too few fields
+        frame = frame.filter(pl.Series(~blank))
+    return frame, raw
+
+
 def select_canonical(resolved: dict[str, str]) -> Prepare:
     """Rename source columns to canonical fields (others are dropped)."""
 
     def prepare(frame: pl.DataFrame) -> pl.DataFrame:
-        exprs = [pl.col("_line"), pl.col("_raw")]
+        exprs = [pl.col("_line")]
         exprs += [
             pl.col(src).alias(key) for key, src in resolved.items() if key in CANONICAL_FIELDS
         ]
@@ -163,7 +256,6 @@ def acc_prepare(names: list[str], mapping: ColumnMapping | None) -> tuple[Prepar
         reason = col("sip_reason", "reason")
         out = frame.select(
             pl.col("_line"),
-            pl.col("_raw"),
             _reason=pl.when(method.is_not_null() & (method.str.to_uppercase() != "INVITE")).then(
                 pl.format("method {} is not a call (only INVITE rows are call records)", method)
             ),

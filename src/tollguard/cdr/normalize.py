@@ -1,6 +1,6 @@
 """From a frame of text fields to ``RECORD_SCHEMA``, vectorized, with a reason per bad row.
 
-Input: one row per physical line with ``_line``, ``_raw``, ``_reason`` (null, or why the
+Input: one row per physical line with ``_line``, ``_reason`` (null, or why the
 line was already rejected) and the canonical fields of ``mapping.CANONICAL_FIELDS`` as
 strings (absent columns are treated as empty). Output: the records and the quarantined
 lines. Nothing is done per row in Python except the content hash of lines without a
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import polars as pl
 
@@ -54,14 +54,6 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
     return pl.when(stripped != "").then(stripped)
 
 
-@dataclass(frozen=True)
-class _Times:
-    value: pl.Expr  # UTC datetime (earliest for ambiguous), null when missing/invalid
-    later: pl.Expr | None  # UTC datetime with "latest" for ambiguous local times
-    present: pl.Expr  # bool: something was written
-    gap: pl.Expr  # bool: a local time that does not exist
-
-
 def _localize(naive: pl.Expr, tz: str, ambiguous: Literal["earliest", "latest"]) -> pl.Expr:
     return naive.dt.replace_time_zone(
         tz, ambiguous=ambiguous, non_existent="null"
@@ -69,21 +61,18 @@ def _localize(naive: pl.Expr, tz: str, ambiguous: Literal["earliest", "latest"])
 
 
 def _epoch(text: pl.Expr) -> pl.Expr:
+    number = text.cast(pl.Float64, strict=False)
     seconds = pl.when(text.str.contains(r"^\d{1,11}(?:\.\d+)?$")).then(
-        (text.cast(pl.Float64, strict=False) * 1_000_000).round(0)
+        (number * 1_000_000).round(0)
     )
-    millis = pl.when(text.str.contains(r"^\d{12,14}$")).then(
-        text.cast(pl.Float64, strict=False) * 1000
-    )
-    micros = pl.when(text.str.contains(r"^\d{15,17}$")).then(text.cast(pl.Float64, strict=False))
+    millis = pl.when(text.str.contains(r"^\d{12,14}$")).then(number * 1000)
+    micros = pl.when(text.str.contains(r"^\d{15,17}$")).then(number)
     return pl.coalesce(seconds, millis, micros).cast(pl.Int64).cast(UTC_DATETIME)
 
 
-def _parse_time(column: str, conv: Conversion) -> _Times:
-    text = _blank_to_null(pl.col(column))
-    text = pl.when(text != "0").then(text)  # FreeSWITCH/Kamailio write 0 for "never"
-    tz = conv.timezone
-    if conv.time_format == FLEXIBLE:
+def _naive_and_fixed(text: pl.Expr, time_format: str) -> tuple[pl.Expr, pl.Expr]:
+    """(naive local datetime, UTC datetime from an offset or epoch) parsed from ``text``."""
+    if time_format == FLEXIBLE:
         groups = text.str.extract_groups(_FLEX_RX)
 
         def part(i: int, default: str = "00") -> pl.Expr:
@@ -91,21 +80,11 @@ def _parse_time(column: str, conv: Conversion) -> _Times:
 
         normal = pl.concat_str(
             [
-                groups.struct.field("1"),
-                pl.lit("-"),
-                part(2),
-                pl.lit("-"),
-                part(3),
-                pl.lit(" "),
-                part(4),
-                pl.lit(":"),
-                part(5),
-                pl.lit(":"),
-                part(6),
-                pl.lit("."),
+                groups.struct.field("1"), pl.lit("-"), part(2), pl.lit("-"), part(3), pl.lit(" "),
+                part(4), pl.lit(":"), part(5), pl.lit(":"), part(6), pl.lit("."),
                 groups.struct.field("7").fill_null("0"),
             ]
-        )
+        )  # fmt: skip
         naive = normal.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us", strict=False)
         aware_text = text.str.replace(r"Z$", "+00:00")
         aware = pl.when(text.str.contains(_AWARE_RX)).then(
@@ -114,44 +93,19 @@ def _parse_time(column: str, conv: Conversion) -> _Times:
                 aware_text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", time_unit="us", strict=False),
             ).dt.convert_time_zone("UTC")
         )
-        fixed = pl.coalesce(aware, _epoch(text))
-    else:
-        has_offset = "%z" in conv.time_format or "%:z" in conv.time_format
-        parsed = text.str.to_datetime(conv.time_format, time_unit="us", strict=False)
-        if has_offset:
-            fixed = parsed.dt.convert_time_zone("UTC")
-            naive = pl.lit(None, pl.Datetime("us"))
-        else:
-            fixed = pl.lit(None, UTC_DATETIME)
-            naive = parsed
-    local = _localize(naive, tz, "earliest")
-    later = None if tz == "UTC" else _localize(naive, tz, "latest")
-    value = pl.coalesce(fixed, local)
-    gap = naive.is_not_null() & local.is_null() & fixed.is_null()
-    return _Times(
-        value=value,
-        later=pl.coalesce(fixed, later) if later is not None else None,
-        present=text.is_not_null(),
-        gap=gap,
-    )
+        return naive, pl.coalesce(aware, _epoch(text))
+    parsed = text.str.to_datetime(time_format, time_unit="us", strict=False)
+    if "%z" in time_format or "%:z" in time_format:
+        return pl.lit(None, pl.Datetime("us")), parsed.dt.convert_time_zone("UTC")
+    return parsed, pl.lit(None, UTC_DATETIME)
 
 
-@dataclass(frozen=True)
-class _Seconds:
-    value: pl.Expr  # Int64 or null
-    present: pl.Expr
-    invalid: pl.Expr  # written but not a number
-
-
-def _parse_seconds(column: str) -> _Seconds:
-    text = _blank_to_null(pl.col(column))
+def _parse_seconds(text: pl.Expr) -> pl.Expr:
+    """Whole seconds (fractions rounded up) or null."""
     as_int = text.cast(pl.Int64, strict=False)
     as_float = text.cast(pl.Float64, strict=False)
     finite = as_float.is_finite() & (as_float.abs() < 1e12)
-    value = pl.coalesce(as_int, pl.when(finite).then(as_float.ceil().cast(pl.Int64, strict=False)))
-    return _Seconds(
-        value=value, present=text.is_not_null(), invalid=text.is_not_null() & value.is_null()
-    )
+    return pl.coalesce(as_int, pl.when(finite).then(as_float.ceil().cast(pl.Int64, strict=False)))
 
 
 def _seconds(expr: pl.Expr) -> pl.Expr:
@@ -167,185 +121,175 @@ def _text(column: str) -> pl.Expr:
     return pl.col(column).fill_null("")
 
 
-def _reason(condition: pl.Expr, message: pl.Expr | str) -> pl.Expr:
-    msg = pl.lit(message) if isinstance(message, str) else message
-    return pl.when(condition).then(msg)
+class RawSource(Protocol):
+    """The original text of physical lines, fetched only for the lines that need it."""
+
+    def lines(self, numbers: list[int]) -> list[str]: ...
 
 
-def content_hashes(raw: pl.Series) -> pl.Series:
-    """Stable 64-bit content hash of each raw line, as 16 hex digits."""
-    return pl.Series(
+def content_hash(line: str) -> str:
+    """Stable 64-bit content hash of a raw line, as 16 hex digits."""
+    return hashlib.blake2b(line.encode("utf-8"), digest_size=8).hexdigest()
+
+
+TIMES = ("start", "answer", "end")
+SECONDS = {"duration": "_duration0", "billsec": "_billsec0", "setup_seconds": "_setup"}
+
+
+def _checks(conv: Conversion) -> list[tuple[pl.Expr, pl.Expr]]:
+    """(condition, message) pairs in priority order; the first true one is the reason."""
+    tz = pl.lit(conv.timezone)
+    out: list[tuple[pl.Expr, pl.Expr]] = [
+        (pl.col("_reason").is_not_null(), pl.col("_reason")),
+        (pl.col("_start_t").is_null(), pl.lit("no start time")),
+    ]
+    for c in TIMES:
+        t, n, f, v = (pl.col(f"_{c}_{k}") for k in "tnfv")
+        gap = n.is_not_null() & f.is_null() & v.is_null()
+        out.append(
+            (gap, pl.format("{} time '{}' does not exist in {} (skipped by the DST change)",
+                            pl.lit(c), pl.col(c), tz))
+        )  # fmt: skip
+        out.append(
+            (t.is_not_null() & v.is_null(),
+             pl.format("{} time '{}' is not a date/time I can read", pl.lit(c), pl.col(c)))
+        )  # fmt: skip
+    labels = {"duration": "duration", "billsec": "billsec", "setup_seconds": "setup time"}
+    for c, parsed in SECONDS.items():
+        text, value = pl.col(f"_{c}_t"), pl.col(parsed)
+        out.append(
+            (text.is_not_null() & value.is_null(),
+             pl.format("{} '{}' is not a number of seconds", pl.lit(labels[c]), pl.col(c)))
+        )  # fmt: skip
+        out.append((value < 0, pl.format("negative {} {}", pl.lit(labels[c]), value)))
+    s, e, a, disp = pl.col("_start_v"), pl.col("_end2"), pl.col("_answer3"), pl.col("_disp")
+
+    def shown(column: str, value: pl.Expr) -> pl.Expr:
+        return pl.coalesce(pl.col(column), value.dt.to_string("%Y-%m-%d %H:%M:%S UTC"))
+
+    what = pl.lit(describe_mode(conv.disposition))
+    out += [
+        (pl.col("_duration1").is_null(), pl.lit("no end time and no duration")),
+        (e < s, pl.format("end {} is before start {}", shown("end", e), pl.col("start"))),
+        (pl.col("_duration1") < 0, pl.format("negative duration {}", pl.col("_duration1"))),
+        (disp.is_null(),
+         pl.format("'{}' is not {}", pl.col("disposition").fill_null(""), what)),
+        (a.is_not_null() & (a < s),
+         pl.format("answer {} is before start {}", shown("answer", a), pl.col("start"))),
+        (a.is_not_null() & (a > e),
+         pl.format("answer {} is after end {}", shown("answer", a), shown("end", e))),
+    ]  # fmt: skip
+    return out
+
+
+def _later_readings(frame: pl.DataFrame, conv: Conversion) -> pl.DataFrame:
+    """DST overlap: an end/answer that reads before start takes its later reading."""
+    if conv.timezone == "UTC":
+        return frame
+    s = pl.col("_start_v")
+    need = (pl.col("_end_v") < s) | (pl.col("_answer_v") < s)
+    mask = frame.select(need.fill_null(False)).to_series()
+    if not mask.any():
+        return frame
+    fixes = []
+    for c in ("end", "answer"):
+        v, later = (
+            pl.col(f"_{c}_v"),
+            pl.coalesce(pl.col(f"_{c}_f"), _localize(pl.col(f"_{c}_n"), conv.timezone, "latest")),
+        )
+        fixes.append(pl.when((v < s) & (later >= s)).then(later).otherwise(v).alias(f"_{c}_v"))
+    fixed = frame.filter(mask).with_columns(fixes)
+    idx = mask.arg_true()
+    return frame.with_columns(
         [
-            hashlib.blake2b(line.encode("utf-8"), digest_size=8).hexdigest()
-            for line in raw.to_list()
-        ],
-        dtype=pl.String,
+            frame.get_column(f"_{c}_v").scatter(idx, fixed.get_column(f"_{c}_v"))
+            for c in ("end", "answer")
+        ]
     )
 
 
-def normalize(frame: pl.DataFrame, conv: Conversion) -> tuple[pl.DataFrame, list[QuarantinedLine]]:
+def normalize(
+    frame: pl.DataFrame, conv: Conversion, raw: RawSource
+) -> tuple[pl.DataFrame, list[QuarantinedLine]]:
+    """Records (RECORD_SCHEMA) and quarantined lines from canonical text fields."""
     missing = [c for c in CANONICAL_FIELDS if c not in frame.columns]
     if missing:
         frame = frame.with_columns([pl.lit(None, pl.String).alias(c) for c in missing])
     if "_reason" not in frame.columns:
         frame = frame.with_columns(pl.lit(None, pl.String).alias("_reason"))
 
-    start = _parse_time("start", conv)
-    answer = _parse_time("answer", conv)
-    end = _parse_time("end", conv)
-    duration = _parse_seconds("duration")
-    billsec = _parse_seconds("billsec")
-    setup = _parse_seconds("setup_seconds")
-    cause = _blank_to_null(pl.col("disposition"))
+    stage_a: list[pl.Expr] = [_blank_to_null(pl.col("disposition")).alias("_cause")]
+    for c in TIMES:
+        text = _blank_to_null(pl.col(c))
+        text = pl.when(text != "0").then(text)  # FreeSWITCH/Kamailio write 0 for "never"
+        stage_a.append(text.alias(f"_{c}_t"))
+    for c in SECONDS:
+        stage_a.append(_blank_to_null(pl.col(c)).alias(f"_{c}_t"))
+    stage_b: list[pl.Expr] = []
+    for c in TIMES:
+        naive, fixed = _naive_and_fixed(pl.col(f"_{c}_t"), conv.time_format)
+        stage_b += [naive.alias(f"_{c}_n"), fixed.alias(f"_{c}_f")]
+    for c, parsed in SECONDS.items():
+        stage_b.append(_parse_seconds(pl.col(f"_{c}_t")).alias(parsed))
+    stage_c = [
+        pl.coalesce(
+            pl.col(f"_{c}_f"), _localize(pl.col(f"_{c}_n"), conv.timezone, "earliest")
+        ).alias(f"_{c}_v")
+        for c in TIMES
+    ]
+    work = frame.with_columns(stage_a).with_columns(stage_b).with_columns(stage_c)
+    work = _later_readings(work, conv)
 
-    step1 = frame.with_columns(
-        _start=start.value,
-        _answer0=answer.value,
-        _answer_late=answer.later if answer.later is not None else answer.value,
-        _end0=end.value,
-        _end_late=end.later if end.later is not None else end.value,
-        _duration0=duration.value,
-        _billsec0=billsec.value,
-        _setup=setup.value,
-        _cause=cause,
-        _problem=pl.coalesce(
-            pl.col("_reason"),
-            _reason(~start.present, "no start time"),
-            _reason(
-                start.gap,
-                pl.format(
-                    "start time '{}' does not exist in {} (skipped by the DST change)",
-                    pl.col("start"),
-                    pl.lit(conv.timezone),
+    s, b0 = pl.col("_start_v"), pl.col("_billsec0")
+    work = (
+        work.with_columns(
+            _duration1=pl.coalesce(
+                pl.col("_duration0"), _ceil_seconds(pl.col("_end_v") - s), pl.col("_setup") + b0, b0
+            )
+        )
+        .with_columns(_end2=pl.coalesce(pl.col("_end_v"), s + _seconds(pl.col("_duration1"))))
+        .with_columns(
+            _answer2=pl.coalesce(
+                pl.col("_answer_v"),
+                pl.when(pl.col("_setup").is_not_null() & (b0.fill_null(1) > 0)).then(
+                    s + _seconds(pl.col("_setup"))
                 ),
+                pl.when(b0 > 0).then(pl.max_horizontal(s, pl.col("_end2") - _seconds(b0))),
             ),
-            _reason(
-                start.value.is_null(),
-                pl.format("start time '{}' is not a date/time I can read", pl.col("start")),
+            _disp=disposition_expr(
+                conv.disposition, pl.col("_cause"), b0, pl.col("_answer_v").is_not_null()
             ),
-            _reason(
-                answer.gap,
-                pl.format(
-                    "answer time '{}' does not exist in {} (skipped by the DST change)",
-                    pl.col("answer"),
-                    pl.lit(conv.timezone),
-                ),
-            ),
-            _reason(
-                answer.present & answer.value.is_null(),
-                pl.format("answer time '{}' is not a date/time I can read", pl.col("answer")),
-            ),
-            _reason(
-                end.gap,
-                pl.format(
-                    "end time '{}' does not exist in {} (skipped by the DST change)",
-                    pl.col("end"),
-                    pl.lit(conv.timezone),
-                ),
-            ),
-            _reason(
-                end.present & end.value.is_null(),
-                pl.format("end time '{}' is not a date/time I can read", pl.col("end")),
-            ),
-            _reason(
-                duration.invalid,
-                pl.format("duration '{}' is not a number of seconds", pl.col("duration")),
-            ),
-            _reason(duration.value < 0, pl.format("negative duration {}", duration.value)),
-            _reason(
-                billsec.invalid,
-                pl.format("billsec '{}' is not a number of seconds", pl.col("billsec")),
-            ),
-            _reason(billsec.value < 0, pl.format("negative billsec {}", billsec.value)),
-            _reason(
-                setup.invalid,
-                pl.format("setup time '{}' is not a number of seconds", pl.col("setup_seconds")),
-            ),
-            _reason(setup.value < 0, pl.format("negative setup time {}", setup.value)),
-        ),
-    )
-    s = pl.col("_start")
-    # DST overlap: prefer the later reading of end/answer when the earlier one precedes start.
-    end_v = (
-        pl.when((pl.col("_end0") < s) & (pl.col("_end_late") >= s))
-        .then(pl.col("_end_late"))
-        .otherwise(pl.col("_end0"))
-    )
-    answer_v = (
-        pl.when((pl.col("_answer0") < s) & (pl.col("_answer_late") >= s))
-        .then(pl.col("_answer_late"))
-        .otherwise(pl.col("_answer0"))
-    )
-    step2 = step1.with_columns(_end1=end_v, _answer1=answer_v)
-    b0 = pl.col("_billsec0")
-    step3 = step2.with_columns(
-        _duration1=pl.coalesce(
-            pl.col("_duration0"),
-            _ceil_seconds(pl.col("_end1") - s),
-            pl.col("_setup") + b0,
-            b0,
-        ),
-    ).with_columns(
-        _end2=pl.coalesce(pl.col("_end1"), s + _seconds(pl.col("_duration1"))),
-    )
-    step4 = step3.with_columns(
-        _answer2=pl.coalesce(
-            pl.col("_answer1"),
-            pl.when(pl.col("_setup").is_not_null() & (b0.fill_null(1) > 0)).then(
-                s + _seconds(pl.col("_setup"))
-            ),
-            pl.when(b0 > 0).then(pl.col("_end2") - _seconds(b0)),
-        ),
-    )
-    disp = disposition_expr(
-        conv.disposition, pl.col("_cause"), b0, pl.col("_answer1").is_not_null()
+        )
     )
     answered = pl.col("_disp") == ANSWERED
     # Answered, but no answer time written or derivable: answered at start.
-    step5 = (
-        step4.with_columns(_disp=disp)
-        .with_columns(_answer3=pl.when(answered).then(pl.coalesce(pl.col("_answer2"), s)))
-        .with_columns(
-            _billsec1=pl.when(answered)
-            .then(
-                pl.coalesce(
-                    b0, _ceil_seconds(pl.col("_end2") - pl.col("_answer3")), pl.lit(0, pl.Int64)
-                )
+    work = work.with_columns(
+        _answer3=pl.when(answered).then(pl.coalesce(pl.col("_answer2"), s))
+    ).with_columns(
+        _billsec1=pl.when(answered)
+        .then(
+            pl.coalesce(
+                b0, _ceil_seconds(pl.col("_end2") - pl.col("_answer3")), pl.lit(0, pl.Int64)
             )
-            .otherwise(pl.lit(0, pl.Int64))
         )
+        .otherwise(pl.lit(0, pl.Int64))
     )
-    e, a = pl.col("_end2"), pl.col("_answer3")
-    checked = step5.with_columns(
-        _problem=pl.coalesce(
-            pl.col("_problem"),
-            _reason(pl.col("_duration1").is_null(), "no end time and no duration"),
-            _reason(e < s, pl.format("end {} is before start {}", pl.col("end"), pl.col("start"))),
-            _reason(
-                pl.col("_duration1") < 0, pl.format("negative duration {}", pl.col("_duration1"))
-            ),
-            _reason(
-                pl.col("_disp").is_null(),
-                pl.format(
-                    "'{}' is not {}", pl.col("disposition"), pl.lit(describe_mode(conv.disposition))
-                ),
-            ),
-            _reason(
-                (pl.col("_disp") == ANSWERED) & a.is_not_null() & (a < s),
-                pl.format("answer {} is before start {}", pl.col("answer"), pl.col("start")),
-            ),
-            _reason(
-                (pl.col("_disp") == ANSWERED) & a.is_not_null() & (a > e),
-                pl.format("answer {} is after end {}", pl.col("answer"), pl.col("end")),
-            ),
-        )
+    checks = _checks(conv)
+    work = work.with_columns(_bad=pl.any_horizontal([cond.fill_null(False) for cond, _ in checks]))
+    bad = work.filter(pl.col("_bad")).select(
+        "_line",
+        pl.coalesce([pl.when(cond).then(msg) for cond, msg in checks]).alias("_problem"),
     )
-    bad = checked.filter(pl.col("_problem").is_not_null())
-    quarantined = [
-        QuarantinedLine(source_file=conv.source_file, line=line, reason=reason, raw=raw)
-        for line, reason, raw in bad.select("_line", "_problem", "_raw").iter_rows()
-    ]
-    good = checked.filter(pl.col("_problem").is_null())
+    quarantined: list[QuarantinedLine] = []
+    if bad.height:
+        numbers = bad.get_column("_line").to_list()
+        quarantined = [
+            QuarantinedLine(conv.source_file, line, reason or "unreadable line", text)
+            for line, reason, text in zip(
+                numbers, bad.get_column("_problem").to_list(), raw.lines(numbers), strict=True
+            )
+        ]
+    good = work.filter(~pl.col("_bad"))
     uid = _blank_to_null(pl.col("unique_id"))
     seq = _blank_to_null(pl.col("sequence"))
     good = good.with_columns(
@@ -354,12 +298,14 @@ def normalize(frame: pl.DataFrame, conv: Conversion) -> tuple[pl.DataFrame, list
         .otherwise(uid)
     )
     need_hash = good.get_column("_uid").is_null()
-    if bool(need_hash.any()):
-        hashed = content_hashes(good.get_column("_raw").filter(need_hash))
-        full = pl.repeat(None, good.height, dtype=pl.String, eager=True).scatter(
-            need_hash.arg_true(), hashed
+    if need_hash.any():
+        numbers = good.get_column("_line").filter(need_hash).to_list()
+        hashed = pl.Series(
+            [f"h:{content_hash(line)}" for line in raw.lines(numbers)], dtype=pl.String
         )
-        good = good.with_columns(_uid=pl.coalesce(pl.col("_uid"), pl.lit("h:") + pl.lit(full)))
+        good = good.with_columns(
+            good.get_column("_uid").scatter(need_hash.arg_true(), hashed).alias("_uid")
+        )
     record_id = pl.concat_str([pl.lit(conv.source + ":"), pl.col("_uid")])
     if "_record_id" in good.columns:
         record_id = pl.coalesce(_blank_to_null(pl.col("_record_id")), record_id)
@@ -369,7 +315,7 @@ def normalize(frame: pl.DataFrame, conv: Conversion) -> tuple[pl.DataFrame, list
         account=_text("account").str.strip_chars(),
         caller=_text("caller").str.strip_chars(),
         callee=_text("callee").str.strip_chars(),
-        start=pl.col("_start"),
+        start=pl.col("_start_v"),
         answer=pl.col("_answer3"),
         end=pl.col("_end2"),
         duration=pl.col("_duration1").cast(pl.Int64),

@@ -17,8 +17,16 @@ from pathlib import Path
 
 import polars as pl
 
-from tollguard.cdr._lines import iter_line_batches
-from tollguard.cdr.csvread import Prepare, acc_prepare, select_canonical, split_fields, unique_names
+from tollguard.cdr._lines import iter_blocks
+from tollguard.cdr.csvread import (
+    FrameRaw,
+    Prepare,
+    acc_prepare,
+    select_canonical,
+    split_block,
+    split_fields,
+    unique_names,
+)
 from tollguard.cdr.detect import (
     ACC_FORMATS,
     FORMATS,
@@ -31,7 +39,7 @@ from tollguard.cdr.disposition import DispositionMode
 from tollguard.cdr.jsonl import parse_jsonl
 from tollguard.cdr.mapping import ColumnMapping
 from tollguard.cdr.model import RECORD_SCHEMA
-from tollguard.cdr.normalize import ASTERISK_TIME, FLEXIBLE, Conversion, normalize
+from tollguard.cdr.normalize import ASTERISK_TIME, FLEXIBLE, Conversion, RawSource, normalize
 from tollguard.cdr.quarantine import QuarantinedLine
 from tollguard.policy import DialingContext
 
@@ -140,14 +148,14 @@ def read_records(
     return _batches(path, plan, batch_rows)
 
 
-def _batches(path: Path, plan: _Plan, batch_rows: int) -> Iterator[ReadBatch]:
+def _batches(path: Path, plan: _Plan, batch_rows: int, fast: bool = True) -> Iterator[ReadBatch]:
     detected, conv = plan.detected, plan.conversion
     layout = f"{detected.name} layout"
     last_line = 0
-    lines = iter_line_batches(path, batch_rows)
+    blocks = iter_blocks(path, batch_rows)
     while True:
         try:
-            chunk = next(lines)
+            block = next(blocks)
         except StopIteration:
             return
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
@@ -156,19 +164,29 @@ def _batches(path: Path, plan: _Plan, batch_rows: int) -> Iterator[ReadBatch]:
             )
             yield ReadBatch(pl.DataFrame(schema=RECORD_SCHEMA), [problem], detected.name, 0)
             return
-        last_line += chunk.lines_read
-        frame = chunk.frame
-        if detected.header_line:
-            frame = frame.filter(pl.col("_line") != detected.header_line)
-        quarantined: list[QuarantinedLine]
-        if plan.prepare is None:
-            fields, quarantined = parse_jsonl(frame, str(path))
-        else:
-            split, quarantined = split_fields(
-                frame, plan.names, detected.separator or ",", str(path), layout
-            )
+        last_line += block.lines
+        quarantined: list[QuarantinedLine] = []
+        raw: RawSource
+        header_here = block.first_line <= detected.header_line < block.first_line + block.lines
+        quick = None
+        if fast and plan.prepare is not None and not header_here:
+            quick = split_block(block, plan.names, detected.separator or ",")
+        if quick is not None and plan.prepare is not None:
+            split, raw = quick
             fields = plan.prepare(split)
-        records, bad = normalize(fields, conv)
+        else:
+            lines = block.text_frame()
+            if header_here:
+                lines = lines.filter(pl.col("_line") != detected.header_line)
+            raw = FrameRaw(lines)
+            if plan.prepare is None:
+                fields, quarantined = parse_jsonl(lines, str(path))
+            else:
+                split, quarantined = split_fields(
+                    lines, plan.names, detected.separator or ",", str(path), layout
+                )
+                fields = plan.prepare(split)
+        records, bad = normalize(fields, conv, raw)
         quarantined.extend(bad)
         quarantined.sort(key=lambda q: q.line)
-        yield ReadBatch(records, quarantined, detected.name, chunk.lines_read)
+        yield ReadBatch(records, quarantined, detected.name, block.lines)
