@@ -104,7 +104,7 @@ class LimitsDetector(BaseDetector):
         lim = ctx.policy.limits
         static = _static_breach(record, ctx, lim)
         if static is not None and static[0] != "max_call_duration_s":  # unknown at call start
-            return static[2]
+            return f"{static[0]}: {static[2]}"
         c = ctx.state.get(self.name)
         if not isinstance(c, _Counters):
             return None
@@ -115,46 +115,46 @@ class LimitsDetector(BaseDetector):
             and hour == c.hour
             and (c.spend_hour >= lim.max_spend_per_hour)
         ):
-            return f"max_spend_per_hour {lim.max_spend_per_hour} reached ({money(c.spend_hour)})"
+            return f"max_spend_per_hour: {lim.max_spend_per_hour} reached ({money(c.spend_hour)})"
         if day == c.day:
             if lim.max_spend_per_day is not None and c.spend_day >= lim.max_spend_per_day:
-                return f"max_spend_per_day {lim.max_spend_per_day} reached ({money(c.spend_day)})"
+                return f"max_spend_per_day: {lim.max_spend_per_day} reached ({money(c.spend_day)})"
             if lim.max_calls_per_day is not None and c.calls_day >= lim.max_calls_per_day:
-                return f"max_calls_per_day {lim.max_calls_per_day} reached"
+                return f"max_calls_per_day: {lim.max_calls_per_day} reached"
             country = record.country or ""
             cap = lim.max_spend_per_day_by_country.get(country)
             if cap is not None and c.spend_country.get(country, ZERO) >= cap:
-                return f"max_spend_per_day_by_country {country} {cap} reached"
+                return f"max_spend_per_day_by_country: {country} {cap} reached"
             ncap = lim.max_calls_per_day_by_country.get(country)
             if ncap is not None and c.calls_country.get(country, 0) >= ncap:
-                return f"max_calls_per_day_by_country {country} {ncap} reached"
+                return f"max_calls_per_day_by_country: {country} {ncap} reached"
             ntype = record.number_type or ""
             cap = lim.max_spend_per_day_by_number_type.get(ntype)
             if cap is not None and c.spend_type.get(ntype, ZERO) >= cap:
-                return f"max_spend_per_day_by_number_type {ntype} {cap} reached"
+                return f"max_spend_per_day_by_number_type: {ntype} {cap} reached"
             ncap = lim.max_calls_per_day_by_number_type.get(ntype)
             if ncap is not None and c.calls_type.get(ntype, 0) >= ncap:
-                return f"max_calls_per_day_by_number_type {ntype} {ncap} reached"
+                return f"max_calls_per_day_by_number_type: {ntype} {ncap} reached"
         if (
             lim.max_spend_per_month is not None
             and month == c.month
             and (c.spend_month >= lim.max_spend_per_month)
         ):
-            return f"max_spend_per_month {lim.max_spend_per_month} reached"
+            return f"max_spend_per_month: {lim.max_spend_per_month} reached"
         start = record.start.timestamp()
         if lim.max_calls_per_minute is not None:
             n = _starts_in(c.starts, start - 60.0, start)
             if n >= lim.max_calls_per_minute:
-                return f"max_calls_per_minute {lim.max_calls_per_minute} reached"
+                return f"max_calls_per_minute: {lim.max_calls_per_minute} reached"
         if lim.max_concurrent_calls is not None:
             active = ctx.overlap.active_at(start)
             if active >= lim.max_concurrent_calls:
-                return f"max_concurrent_calls {lim.max_concurrent_calls} reached ({active} active)"
+                return f"max_concurrent_calls: {lim.max_concurrent_calls} reached ({active} active)"
         return None
 
     def refused(self, record: CallRecord, ctx: AccountContext, why: str) -> list[Finding]:
         """A critical finding for a call the authorizer refused (enforce replay)."""
-        param = why.split(" ", 1)[0]
+        param = why.split(":", 1)[0]
         subject, kind = _subject_for(param, record, ctx)
         return [
             Finding(

@@ -1,0 +1,324 @@
+"""Engine behaviour on small hand-made traffic: dedup, escalation, report-only, switches,
+limits and enforcement, and the detectors that need no history."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from tollguard.detect.base import Overlap
+from tollguard.detect.engine import Engine
+from tollguard.detect.sequential import longest_run
+
+from .helpers import T0, by_end, call, policy, run
+
+TL = "+67077123456"
+
+
+def _tl_calls(account: str, n: int, start_hour: int = 2, gap_s: int = 90) -> list:
+    t = T0 + timedelta(days=7, hours=start_hour)
+    return [
+        call(account, f"+670771234{i % 10:02d}", t + timedelta(seconds=i * gap_s), talk=60)
+        for i in range(n)
+    ]
+
+
+def _office_history(account: str, days: int = 7, per_day: int = 20) -> list:
+    out = []
+    for d in range(days):
+        day = T0 + timedelta(days=d)
+        if day.weekday() >= 5:
+            continue
+        for i in range(per_day):
+            t = day + timedelta(hours=8, minutes=i * 25)
+            out.append(call(account, f"+3120{5550000 + d * 100 + i}", t, talk=120))
+    return out
+
+
+def test_escalation_keeps_one_alert_id() -> None:
+    eng = Engine(policy())
+    recs = by_end(_office_history("acme") + _tl_calls("acme", 6, start_hour=11))
+    emitted = run(eng, recs)
+    dest = [a for a in emitted if a.detector == "destination"]
+    assert [a.severity for a in dest] == ["warning", "critical"]
+    assert dest[0].id == dest[1].id
+    assert dest[1].escalated_at is not None and dest[0].escalated_at is None
+    final = [a for a in eng.alerts if a.detector == "destination"]
+    assert len(final) == 1
+    assert final[0].records == 6
+    assert final[0].evidence.total == 6 and len(final[0].evidence.record_ids) == 6
+    assert final[0].started_at == recs[-6].start
+    assert "Timor-Leste (+670)" in final[0].explanation["why"]
+
+
+def test_replay_is_deterministic() -> None:
+    recs = by_end(_office_history("acme") + _tl_calls("acme", 30))
+    a = [x.to_dict() for x in run(Engine(policy()), recs)]
+    b = [x.to_dict() for x in run(Engine(policy()), recs)]
+    assert a == b and a
+
+
+def test_detector_switched_off_per_account() -> None:
+    pol = policy({"accounts": {"acme": {"detectors": {"destination": {"enabled": False}}}}})
+    recs = by_end(
+        _office_history("acme") + _tl_calls("acme", 5) + _office_history("beta") + _tl_calls("beta", 5)
+    )
+    eng = Engine(pol)
+    run(eng, recs)
+    dest = {a.account for a in eng.alerts if a.detector == "destination"}
+    assert dest == {"beta"}
+
+
+def test_thresholds_tunable_per_account() -> None:
+    pol = policy(
+        {"accounts": {"acme": {"detectors": {"destination": {"critical": {"risk_calls": 100, "risk_spend": 1e6}}}}}}
+    )
+    eng = Engine(pol)
+    run(eng, by_end(_office_history("acme") + _tl_calls("acme", 10, start_hour=11)))
+    dest = [a for a in eng.alerts if a.detector == "destination"]
+    assert [a.severity for a in dest] == ["warning"]
+
+
+def test_report_only_never_blocks() -> None:
+    pol = policy(
+        {
+            "accounts": {
+                "acme": {"report_only": True, "limits": {"max_spend_per_day": "5.00"}},
+                "beta": {"detectors": {"destination": {"report_only": True}}},
+            }
+        }
+    )
+    recs = by_end(
+        _office_history("acme") + _tl_calls("acme", 40) + _office_history("beta") + _tl_calls("beta", 3)
+    )
+    eng = Engine(pol, enforce=True)
+    run(eng, recs)
+    for acc in ("acme", "beta"):
+        s = eng.enforcement()[acc]
+        assert s.calls_refused == 0 and s.blocked_at is None
+    assert any(a.report_only and a.severity == "critical" for a in eng.alerts if a.account == "acme")
+    beta_dest = [a for a in eng.alerts if a.account == "beta" and a.detector == "destination"]
+    assert beta_dest and all(a.report_only for a in beta_dest)
+    assert not any(eng.is_refused(r) for r in recs)
+
+
+def test_critical_alert_blocks_account_in_enforce_replay() -> None:
+    recs = by_end(_office_history("acme") + _tl_calls("acme", 40))
+    eng = Engine(policy(), enforce=True)
+    run(eng, recs)
+    s = eng.enforcement()["acme"]
+    assert s.blocked_at is not None and s.blocked_by is not None
+    assert s.calls_refused > 30
+    assert s.cost_prevented > 0
+    # the calls that went through are those before the block
+    tl = [r for r in recs if r.callee.startswith("+670")]
+    allowed = [r for r in tl if r.start < s.blocked_at]
+    assert s.calls_refused == len(tl) - len(allowed)
+
+
+def test_max_spend_per_day_within_limit_plus_one_call() -> None:
+    limit = Decimal("50.00")
+    pol = policy({"accounts": {"acme": {"limits": {"max_spend_per_day": str(limit)}}}})
+    # 3 parallel lines of expensive calls (EUR 4 each), detectors other than limits off
+    off = {d: {"enabled": False} for d in ("destination", "unusual_hours", "deviation")}
+    pol = policy(
+        {
+            "accounts": {
+                "acme": {"limits": {"max_spend_per_day": str(limit)}, "detectors": off}
+            }
+        }
+    )
+    t = T0 + timedelta(days=1, hours=9)
+    recs = []
+    for line in range(3):
+        for i in range(20):
+            recs.append(
+                call("acme", "+4930123456", t + timedelta(minutes=i * 3, seconds=line * 20),
+                     talk=150, cost="4.00")
+            )
+    recs = by_end(recs)
+    eng = Engine(pol, enforce=True)
+    run(eng, recs)
+    s = eng.enforcement()["acme"]
+    assert s.cost_incurred <= limit + Decimal("4.00")
+    assert s.cost_incurred > limit
+    assert s.calls_refused == len(recs) - s.calls_allowed
+    crit = [a for a in eng.alerts if a.detector == "limits" and a.severity == "critical"]
+    assert len(crit) == 1 and crit[0].explanation["parameter"] == "max_spend_per_day"
+    # 80 % of the limit was announced first: the same alert escalated
+    assert crit[0].escalated_at is not None and crit[0].detected_at < crit[0].escalated_at
+    assert s.blocked_by == crit[0].id
+
+
+def test_limit_day_is_calendar_day_in_account_zone() -> None:
+    pol = policy(
+        {
+            "accounts": {
+                "acme": {
+                    "timezone": "Asia/Tokyo",
+                    "limits": {"max_calls_per_day": 3},
+                    "detectors": {"destination": {"enabled": False}},
+                }
+            }
+        }
+    )
+    # 14:00-15:00 UTC is 23:00-24:00 in Tokyo; 15:30 UTC is the next Tokyo day
+    base = T0 + timedelta(days=1, hours=14)
+    recs = [call("acme", "+4930123456", base + timedelta(minutes=10 * i)) for i in range(3)]
+    recs += [call("acme", "+4930123456", base + timedelta(hours=1, minutes=30 + i)) for i in range(3)]
+    eng = Engine(pol, enforce=True)
+    run(eng, by_end(recs))
+    assert eng.enforcement()["acme"].calls_refused == 0
+    extra = call("acme", "+4930123456", base + timedelta(hours=2))
+    assert eng.is_refused(extra)
+    assert eng.is_refused(extra)  # pure: asking twice changes nothing
+
+
+def test_blocked_country_and_allowed_hours() -> None:
+    pol = policy(
+        {
+            "accounts": {
+                "acme": {
+                    "limits": {
+                        "blocked_countries": ["TL"],
+                        "allowed_hours": [
+                            {"days": "mon-fri", "from": "07:00", "to": "19:00",
+                             "applies_to": "international"}
+                        ],
+                    }
+                }
+            }
+        }
+    )
+    eng = Engine(pol, enforce=True)
+    monday_noon = T0 + timedelta(days=7, hours=11)  # 12:00 Amsterdam
+    ok = call("acme", "+4930123456", monday_noon)
+    night = call("acme", "+4930123456", T0 + timedelta(days=7, hours=1))
+    tl = call("acme", TL, monday_noon + timedelta(minutes=5))
+    assert eng.refusal(ok) is None
+    assert "allowed" in (eng.refusal(night) or "")
+    assert "blocked country" in (eng.refusal(tl) or "")
+    domestic_night = call("acme", "+31201234567", T0 + timedelta(days=7, hours=1))
+    assert eng.refusal(domestic_night) is None
+    out = eng.process(tl)
+    assert out and out[0].detector == "limits" and out[0].severity == "critical"
+    assert out[0].explanation["parameter"] == "blocked_countries"
+    assert eng.enforcement()["acme"].calls_refused == 1
+
+
+def test_unusual_hours_on_established_account() -> None:
+    recs = _office_history("acme", days=14)
+    night = T0 + timedelta(days=15, hours=1)  # Tuesday 02:00 Amsterdam
+    recs += [call("acme", f"+4930{1234500 + i}", night + timedelta(minutes=3 * i), talk=100)
+             for i in range(12)]
+    eng = Engine(policy())
+    run(eng, by_end(recs))
+    uh = [a for a in eng.alerts if a.detector == "unusual_hours"]
+    assert len(uh) == 1 and uh[0].severity == "warning"
+    assert "normally silent" in uh[0].explanation["why"]
+
+
+def test_new_country_is_at_most_a_warning() -> None:
+    recs = _office_history("acme", days=14)
+    trip = T0 + timedelta(days=15, hours=9)
+    recs += [call("acme", f"+8131234{5600 + i}", trip + timedelta(minutes=20 * i), talk=300)
+             for i in range(25)]
+    eng = Engine(policy())
+    run(eng, by_end(recs))
+    dest = [a for a in eng.alerts if a.detector == "destination"]
+    assert len(dest) == 1 and dest[0].severity == "warning" and dest[0].subject == "JP"
+
+
+def test_overlap_peak_is_exact_once_all_calls_known() -> None:
+    ov = Overlap()
+    # intervals arrive by end time: A [0,100), B [10,50), C [40,120), D [60,70)
+    ov.add(10, 50)
+    assert ov.peak_with(60, 70) == 1  # D alone among known-at-its-end... B ended at 50
+    ov.add(60, 70)
+    p_a = ov.peak_with(0, 100)  # A overlaps B (10-50) and D (60-70): peak 2
+    assert p_a == 2
+    ov.add(0, 100)
+    p_c = ov.peak_with(40, 120)  # C with A and B at 40-50: A, B, C = 3
+    assert p_c == 3
+    ov.add(40, 120)
+    assert ov.active_at(45) == 3
+
+
+def test_concurrency_alert_on_parallel_lines() -> None:
+    recs = []
+    for d in range(14):
+        day = T0 + timedelta(days=d)
+        if day.weekday() >= 5:
+            continue
+        for i in range(12):  # one call at a time, ~2 in parallel at most
+            recs.append(call("acme", "+31201234567", day + timedelta(hours=8, minutes=30 * i),
+                             talk=600))
+    burst = T0 + timedelta(days=15, hours=10)
+    for line in range(15):
+        recs.append(call("acme", "+4930123456", burst + timedelta(seconds=line * 7), talk=900))
+    eng = Engine(policy())
+    run(eng, by_end(recs))
+    conc = [a for a in eng.alerts if a.detector == "concurrency"]
+    assert conc and conc[0].severity == "critical"
+    assert conc[0].explanation["value"] >= 8
+
+
+def test_sequential_range_dialing() -> None:
+    t = T0 + timedelta(days=3, hours=10)
+    recs = [call("acme", f"+252611234{i:02d}", t + timedelta(seconds=15 * i), answered=False)
+            for i in range(20)]
+    pol = policy({"defaults": {"detectors": {"destination": {"report_only": True}}}})
+    eng = Engine(pol, enforce=True)
+    run(eng, by_end(recs))
+    seq = [a for a in eng.alerts if a.detector == "sequential"]
+    assert len(seq) == 1 and seq[0].severity == "critical" and seq[0].subject == "+252611234"
+    assert seq[0].subject_kind == "prefix"
+    later = call("beta", "+25261123407", t + timedelta(hours=1))
+    assert eng.is_refused(later)  # the tested range is blocked for everyone
+    assert longest_run([1, 2, 4, 9, 10, 11, 13], 2) == 4
+
+
+def test_wangiri_flood_and_callbacks() -> None:
+    t = T0 + timedelta(days=3, hours=10)
+    src = "+881612345678"
+    rings = [
+        call("ix-in", f"+3120555{1000 + i * 7}", t + timedelta(seconds=3 * i), answered=False,
+             ring=2, caller=src)
+        for i in range(120)
+    ]
+    back = [
+        call("victim", src, t + timedelta(minutes=30 + 5 * k), talk=120, caller="+31205551007")
+        for k in range(4)
+    ]
+    eng = Engine(policy(), enforce=True)
+    run(eng, by_end(rings + back))
+    flood = [a for a in eng.alerts if a.detector == "wangiri" and a.subject == "ix-in"]
+    assert flood and flood[0].severity == "critical"
+    assert eng.enforcement()["ix-in"].blocked_at is None  # a ring flood does not block a trunk
+    cb = [a for a in eng.alerts if a.detector == "wangiri" and a.subject == src]
+    assert cb and cb[0].account == "victim"
+    assert "one-ring" in cb[0].explanation["why"]
+    # the satellite callbacks also went critical in destination: later callbacks refused
+    assert eng.enforcement()["victim"].calls_refused >= 1
+
+
+def test_pumping_on_hand_made_generator() -> None:
+    prs, normal = "+319091234567", "+319001234567"
+    recs = []
+    for d in range(14):  # normal premium lines: a handful of calls a day
+        for i in range(4):
+            t = T0 + timedelta(days=d, hours=9 + 2 * i)
+            recs.append(call("prs", normal, t, talk=120 + 37 * i, caller=f"+3161{d:03d}{i:04d}"))
+        if d % 5 == 0:
+            recs.append(call("prs", prs, T0 + timedelta(days=d, hours=15), talk=200,
+                             caller=f"+3162{d:07d}"))
+    start = T0 + timedelta(days=15, hours=18)
+    for i in range(400):
+        recs.append(call("prs", prs, start + timedelta(seconds=9 * i), talk=11 + i % 2,
+                         caller=f"+3164555{i % 60:04d}"))
+    eng = Engine(policy())
+    run(eng, by_end(recs))
+    pump = [a for a in eng.alerts if a.detector == "pumping"]
+    assert {a.subject for a in pump} == {prs}
+    assert pump[0].severity == "critical"
+    assert "near-identical length" in pump[0].explanation["why"]
