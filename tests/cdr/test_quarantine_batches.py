@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -159,3 +160,31 @@ def test_block_reader_splits_exactly_at_line_ends(tmp_path: Path, batch_rows: in
     assert [b.first_line for b in blocks] == [1 + i * batch_rows for i in range(len(blocks))]
     assert all(b.data.endswith(b"\n") and b.data.count(b"\n") == b.lines for b in blocks)
     assert all(b.lines == batch_rows for b in blocks[:-1])
+
+
+def test_fast_and_line_by_line_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tollguard.cdr.read as read_module
+
+    lines = [
+        line(f"5.{i}", i % 4, disposition="BUSY" if i % 5 == 0 else "ANSWERED") for i in range(50)
+    ]
+    lines[10] = ""
+    lines[20] = line("5.20", 2, answer="")
+    path = tmp_path / "m.csv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
+    used: list[bool] = []
+    real = read_module.split_block
+
+    def spy(*args: Any) -> Any:
+        result = real(*args)
+        used.append(result is not None)
+        return result
+
+    monkeypatch.setattr(read_module, "split_block", spy)
+    fast, fast_q, _ = read_all(path, batch_rows=16)
+    assert used == [True] * 4  # blank line and CRLF do not force the slow path
+    monkeypatch.setattr(read_module, "split_block", lambda *a: None)
+    slow, slow_q, _ = read_all(path, batch_rows=16)
+    assert fast.height == 49
+    assert_frame_equal(fast, slow)
+    assert fast_q == slow_q == []
