@@ -203,7 +203,7 @@ def export_jsonl(conn: Connection, path: Path) -> int:
     n = 0
     with path.open("wb") as fh:
         for row in conn.execute(select(audit_log).order_by(audit_log.c.seq)):
-            m = dict(row._mapping)
+            m = {str(k): v for k, v in row._asdict().items()}
             m["at"] = _iso(m["at"])
             fh.write(orjson.dumps(m) + b"\n")
             n += 1

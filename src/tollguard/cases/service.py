@@ -101,7 +101,7 @@ class CaseService:
     blocker: Blocker | None = None
     grouping: Grouping = default_grouping
     reopen_within: timedelta = timedelta(days=30)
-    join_within: timedelta = timedelta(hours=12)
+    join_within: timedelta = timedelta(days=3)  # case law: react within three days
     tuning_hooks: list[Callable[[TuningRecord], None]] = field(default_factory=list)
 
     # -- alerts into cases --------------------------------------------------
@@ -342,10 +342,14 @@ class CaseService:
 
     def _absorb(self, conn: Connection, case_id: str, alert: Alert, now: datetime) -> None:
         """Recompute the case's summary from its alerts (cost: the largest alert's cost,
-        since detectors overlap on the same calls; the evidence pack sums the records)."""
+        since detectors overlap on the same calls; the evidence pack sums the records).
+        Onset and first alert come from the critical alerts when there are any: warnings
+        that came before (a new country, a late call) stay in the history but do not
+        move the start of the fraud."""
         row = conn.execute(select(cases_t).where(cases_t.c.id == case_id)).one()
         rows = conn.execute(select(alerts_t).where(alerts_t.c.case_id == case_id)).all()
         severity = max((r.severity for r in rows), key=lambda s: SEVERITY_RANK[s])
+        defining = [r for r in rows if r.severity == "critical"] or rows
         conn.execute(
             cases_t.update()
             .where(cases_t.c.id == case_id)
@@ -354,8 +358,8 @@ class CaseService:
                 cost_e4=max(r.cost_e4 for r in rows),
                 records=max(r.records for r in rows),
                 alert_count=len(rows),
-                first_record_at=min(row.first_record_at, alert.started_at),
-                first_alert_at=min(row.first_alert_at, alert.detected_at),
+                first_record_at=min(r.started_at for r in defining),
+                first_alert_at=min(r.escalated_at or r.detected_at for r in defining),
                 last_alert_at=max(row.last_alert_at, alert.detected_at),
                 updated_at=now,
             )
