@@ -59,7 +59,7 @@ def run(*args: str) -> str:
 
 
 def test_simulated_fraud_to_cases_notifications_evidence_and_audit(
-    dataset: dict[str, Path], tmp_path: Path, receiver: Receiver, smtp_server: SmtpServer,
+    dataset: dict[str, Path], tmp_path: Path, receiver: Receiver, smtp_server: SmtpServer,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     truth = json.loads(dataset["truth"].read_text())
