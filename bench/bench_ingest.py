@@ -1,0 +1,78 @@
+"""Sustained ingest rate (records/s) from a file and from NATS into SQLite and PostgreSQL,
+as a ratio against the plain ``run_scan`` of the same file in the same run.
+
+    python -m bench.bench_ingest [rows]
+
+Needs PostgreSQL on 127.0.0.1:5432 (database ``test``) and NATS JetStream on :4222.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench.cdrgen import write_asterisk, write_deck
+from tollguard.ingest.core import Ingestor
+from tollguard.ingest.nats_source import NatsOptions, consume, publish_lines
+from tollguard.ingest.tail import FileFollower
+from tollguard.policy import default_policy
+from tollguard.scan import ScanOptions, run_scan
+from tollguard.store.engine import make_engine
+from tollguard.store.migrate import upgrade
+from tollguard.store.testing import ensure_nats, temp_database
+
+
+def main() -> None:
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        path, deck = write_asterisk(d / "Master.csv", rows), write_deck(d / "deck.csv")
+        policy = default_policy()
+        t = time.perf_counter()
+        run_scan([path], policy, ScanOptions(rates=str(deck), detect=False))
+        scan_s = time.perf_counter() - t
+        print(f"run_scan baseline: {rows / scan_s:,.0f} records/s ({scan_s:.2f} s)")
+        servers = ensure_nats()
+        bodies = [ln.encode() for ln in path.read_text().splitlines()]
+        for kind in ("sqlite", "postgresql"):
+            for source in ("file", "nats"):
+                with temp_database(kind, d) as url:
+                    upgrade(url)
+                    engine = make_engine(url)
+                    ingestor = Ingestor(engine, policy, rates=str(deck))
+                    if source == "file":
+                        t = time.perf_counter()
+                        FileFollower(ingestor, path, batch_lines=20_000).run(once=True)
+                    else:
+                        name = f"TGBENCH_{uuid.uuid4().hex[:8].upper()}"
+                        asyncio.run(
+                            publish_lines(
+                                servers, f"{name.lower()}.c", bodies, name, [f"{name.lower()}.>"]
+                            )
+                        )
+                        opts = NatsOptions(
+                            servers=servers,
+                            stream=name,
+                            subject=f"{name.lower()}.>",
+                            durable="b",
+                            fmt="asterisk-csv",
+                            batch=5000,
+                        )
+                        t = time.perf_counter()
+                        asyncio.run(consume(ingestor, opts, once=True))
+                    took = time.perf_counter() - t
+                    engine.dispose()
+                    print(
+                        f"{source:>4} -> {kind:<10}: {rows / took:>9,.0f} records/s "
+                        f"({took:.2f} s), "
+                        f"{scan_s / took:.2f}x the scan rate"
+                    )
+
+
+if __name__ == "__main__":
+    main()
