@@ -188,3 +188,14 @@ def test_fast_and_line_by_line_paths_agree(tmp_path: Path, monkeypatch: pytest.M
     assert fast.height == 49
     assert_frame_equal(fast, slow)
     assert fast_q == slow_q == []
+
+
+@pytest.mark.parametrize("cut", [1, 3])
+def test_single_short_line_in_an_otherwise_clean_file(tmp_path: Path, cut: int) -> None:
+    lines = [line(f"6.{i}", i) for i in range(30)]
+    lines[17] = lines[17].rsplit(",", cut)[0]
+    frame, quarantined, _ = read_all(write(tmp_path / "m.csv", lines))
+    assert frame.height == 29
+    assert [(q.line, q.reason) for q in quarantined] == [
+        (18, f"expected 21 fields (asterisk-csv layout), found {21 - cut}")
+    ]

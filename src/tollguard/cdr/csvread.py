@@ -164,8 +164,9 @@ def split_block(
     Taken only when every line is well-formed; otherwise None, and the caller reads the
     block line by line, which explains each bad line. Polars refuses rows with too many
     fields, lines with unbalanced quotes (row count changes) and invalid UTF-8. Rows
-    with too few fields are found by counting: the separators in the block must equal
-    (width - 1) per non-blank line plus the separators inside quoted values.
+    with too few fields leave the last column empty; when some last value is empty, the
+    separators in the block must equal (width - 1) per non-blank line plus the
+    separators inside quoted values.
     """
     if len(separator) != 1 or separator == '"':
         return None
@@ -185,12 +186,18 @@ def split_block(
         return None
     if parsed.height != block.lines or parsed.width != width:
         return None
-    inside = parsed.select(
-        pl.sum_horizontal(
-            [pl.col(c).str.count_matches(separator, literal=True).cast(pl.Int64) for c in names]
-        ).sum()
-    ).item()
-    deficit = block.lines * (width - 1) + int(inside or 0) - block.data.count(separator.encode())
+    # A short row (or a blank line) leaves its last column empty; without any empty last
+    # value there is nothing to count.
+    deficit = 0
+    if parsed.select((pl.col(names[-1]) == "").any()).item():
+        inside = parsed.select(
+            pl.sum_horizontal(
+                [pl.col(c).str.count_matches(separator, literal=True).cast(pl.Int64) for c in names]
+            ).sum()
+        ).item()
+        deficit = (
+            block.lines * (width - 1) + int(inside or 0) - block.data.count(separator.encode())
+        )
     raw = BlockRaw(block)
     lines = pl.int_range(
         block.first_line, block.first_line + block.lines, dtype=pl.Int64, eager=True
