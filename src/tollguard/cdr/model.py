@@ -51,7 +51,7 @@ RECORD_SCHEMA: dict[str, pl.DataType] = {
 NUMBERING_SCHEMA: dict[str, pl.DataType] = {
     "caller_e164": pl.String(),  # "+31201234567" or null when not a public number
     "callee_e164": pl.String(),
-    "country": pl.String(),  # ISO 3166 alpha-2 of the callee, "001" for non-geographic, null unknown
+    "country": pl.String(),  # callee ISO alpha-2; "001" non-geographic; null unknown
     "number_type": pl.String(),  # a numbering.NumberType value
     "risk": pl.String(),  # id of the high-risk list entry that matched, or null
 }
