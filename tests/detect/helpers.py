@@ -11,6 +11,7 @@ from typing import Any
 from tollguard.cdr.model import CallRecord, Disposition
 from tollguard.detect.alert import Alert
 from tollguard.detect.engine import Engine
+from tollguard.detect.signature import Priors
 from tollguard.numbering.classify import NumberClassifier
 from tollguard.policy import Policy, parse_policy
 from tollguard.sim import generate_calls
@@ -112,3 +113,19 @@ def call(
 
 def by_end(records: Iterable[CallRecord]) -> list[CallRecord]:
     return sorted(records, key=lambda r: (r.end, r.record_id))
+
+
+@cache
+def calibrated_priors() -> Priors:
+    """Population priors from a separate calibration month (its own seed), as an operator
+    would build them from weeks of history before switching detection on."""
+    return Priors.learn(sim_records([], days=28, seed=9001, accounts=40), "Europe/Amsterdam")
+
+
+def simulation(scenarios: list[str], **kw: Any) -> tuple[list[CallRecord], dict[str, Any]]:
+    """Records (classified and priced) and the ground truth of one simulated dataset."""
+    from tollguard.sim import Simulation
+
+    sim = Simulation(scenarios, **kw)
+    records = list(enrich(sim.records()))
+    return records, sim.truth()

@@ -61,7 +61,10 @@ def test_replay_is_deterministic() -> None:
 def test_detector_switched_off_per_account() -> None:
     pol = policy({"accounts": {"acme": {"detectors": {"destination": {"enabled": False}}}}})
     recs = by_end(
-        _office_history("acme") + _tl_calls("acme", 5) + _office_history("beta") + _tl_calls("beta", 5)
+        _office_history("acme")
+        + _tl_calls("acme", 5)
+        + _office_history("beta")
+        + _tl_calls("beta", 5)
     )
     eng = Engine(pol)
     run(eng, recs)
@@ -71,7 +74,15 @@ def test_detector_switched_off_per_account() -> None:
 
 def test_thresholds_tunable_per_account() -> None:
     pol = policy(
-        {"accounts": {"acme": {"detectors": {"destination": {"critical": {"risk_calls": 100, "risk_spend": 1e6}}}}}}
+        {
+            "accounts": {
+                "acme": {
+                    "detectors": {
+                        "destination": {"critical": {"risk_calls": 100, "risk_spend": 1e6}}
+                    }
+                }
+            }
+        }
     )
     eng = Engine(pol)
     run(eng, by_end(_office_history("acme") + _tl_calls("acme", 10, start_hour=11)))
@@ -89,14 +100,19 @@ def test_report_only_never_blocks() -> None:
         }
     )
     recs = by_end(
-        _office_history("acme") + _tl_calls("acme", 40) + _office_history("beta") + _tl_calls("beta", 3)
+        _office_history("acme")
+        + _tl_calls("acme", 40)
+        + _office_history("beta")
+        + _tl_calls("beta", 3)
     )
     eng = Engine(pol, enforce=True)
     run(eng, recs)
     for acc in ("acme", "beta"):
         s = eng.enforcement()[acc]
         assert s.calls_refused == 0 and s.blocked_at is None
-    assert any(a.report_only and a.severity == "critical" for a in eng.alerts if a.account == "acme")
+    assert any(
+        a.report_only and a.severity == "critical" for a in eng.alerts if a.account == "acme"
+    )
     beta_dest = [a for a in eng.alerts if a.account == "beta" and a.detector == "destination"]
     assert beta_dest and all(a.report_only for a in beta_dest)
     assert not any(eng.is_refused(r) for r in recs)
@@ -122,19 +138,20 @@ def test_max_spend_per_day_within_limit_plus_one_call() -> None:
     # 3 parallel lines of expensive calls (EUR 4 each), detectors other than limits off
     off = {d: {"enabled": False} for d in ("destination", "unusual_hours", "deviation")}
     pol = policy(
-        {
-            "accounts": {
-                "acme": {"limits": {"max_spend_per_day": str(limit)}, "detectors": off}
-            }
-        }
+        {"accounts": {"acme": {"limits": {"max_spend_per_day": str(limit)}, "detectors": off}}}
     )
     t = T0 + timedelta(days=1, hours=9)
     recs = []
     for line in range(3):
         for i in range(20):
             recs.append(
-                call("acme", "+4930123456", t + timedelta(minutes=i * 3, seconds=line * 20),
-                     talk=150, cost="4.00")
+                call(
+                    "acme",
+                    "+4930123456",
+                    t + timedelta(minutes=i * 3, seconds=line * 20),
+                    talk=150,
+                    cost="4.00",
+                )
             )
     recs = by_end(recs)
     eng = Engine(pol, enforce=True)
@@ -165,7 +182,9 @@ def test_limit_day_is_calendar_day_in_account_zone() -> None:
     # 14:00-15:00 UTC is 23:00-24:00 in Tokyo; 15:30 UTC is the next Tokyo day
     base = T0 + timedelta(days=1, hours=14)
     recs = [call("acme", "+4930123456", base + timedelta(minutes=10 * i)) for i in range(3)]
-    recs += [call("acme", "+4930123456", base + timedelta(hours=1, minutes=30 + i)) for i in range(3)]
+    recs += [
+        call("acme", "+4930123456", base + timedelta(hours=1, minutes=30 + i)) for i in range(3)
+    ]
     eng = Engine(pol, enforce=True)
     run(eng, by_end(recs))
     assert eng.enforcement()["acme"].calls_refused == 0
@@ -182,8 +201,12 @@ def test_blocked_country_and_allowed_hours() -> None:
                     "limits": {
                         "blocked_countries": ["TL"],
                         "allowed_hours": [
-                            {"days": "mon-fri", "from": "07:00", "to": "19:00",
-                             "applies_to": "international"}
+                            {
+                                "days": "mon-fri",
+                                "from": "07:00",
+                                "to": "19:00",
+                                "applies_to": "international",
+                            }
                         ],
                     }
                 }
@@ -209,8 +232,10 @@ def test_blocked_country_and_allowed_hours() -> None:
 def test_unusual_hours_on_established_account() -> None:
     recs = _office_history("acme", days=14)
     night = T0 + timedelta(days=15, hours=1)  # Tuesday 02:00 Amsterdam
-    recs += [call("acme", f"+4930{1234500 + i}", night + timedelta(minutes=3 * i), talk=100)
-             for i in range(12)]
+    recs += [
+        call("acme", f"+4930{1234500 + i}", night + timedelta(minutes=3 * i), talk=100)
+        for i in range(12)
+    ]
     eng = Engine(policy())
     run(eng, by_end(recs))
     uh = [a for a in eng.alerts if a.detector == "unusual_hours"]
@@ -221,8 +246,10 @@ def test_unusual_hours_on_established_account() -> None:
 def test_new_country_is_at_most_a_warning() -> None:
     recs = _office_history("acme", days=14)
     trip = T0 + timedelta(days=15, hours=9)
-    recs += [call("acme", f"+8131234{5600 + i}", trip + timedelta(minutes=20 * i), talk=300)
-             for i in range(25)]
+    recs += [
+        call("acme", f"+8131234{5600 + i}", trip + timedelta(minutes=20 * i), talk=300)
+        for i in range(25)
+    ]
     eng = Engine(policy())
     run(eng, by_end(recs))
     dest = [a for a in eng.alerts if a.detector == "destination"]
@@ -251,8 +278,9 @@ def test_concurrency_alert_on_parallel_lines() -> None:
         if day.weekday() >= 5:
             continue
         for i in range(12):  # one call at a time, ~2 in parallel at most
-            recs.append(call("acme", "+31201234567", day + timedelta(hours=8, minutes=30 * i),
-                             talk=600))
+            recs.append(
+                call("acme", "+31201234567", day + timedelta(hours=8, minutes=30 * i), talk=600)
+            )
     burst = T0 + timedelta(days=15, hours=10)
     for line in range(15):
         recs.append(call("acme", "+4930123456", burst + timedelta(seconds=line * 7), talk=900))
@@ -265,8 +293,10 @@ def test_concurrency_alert_on_parallel_lines() -> None:
 
 def test_sequential_range_dialing() -> None:
     t = T0 + timedelta(days=3, hours=10)
-    recs = [call("acme", f"+252611234{i:02d}", t + timedelta(seconds=15 * i), answered=False)
-            for i in range(20)]
+    recs = [
+        call("acme", f"+252611234{i:02d}", t + timedelta(seconds=15 * i), answered=False)
+        for i in range(20)
+    ]
     pol = policy({"defaults": {"detectors": {"destination": {"report_only": True}}}})
     eng = Engine(pol, enforce=True)
     run(eng, by_end(recs))
@@ -282,8 +312,14 @@ def test_wangiri_flood_and_callbacks() -> None:
     t = T0 + timedelta(days=3, hours=10)
     src = "+881612345678"
     rings = [
-        call("ix-in", f"+3120555{1000 + i * 7}", t + timedelta(seconds=3 * i), answered=False,
-             ring=2, caller=src)
+        call(
+            "ix-in",
+            f"+3120555{1000 + i * 7}",
+            t + timedelta(seconds=3 * i),
+            answered=False,
+            ring=2,
+            caller=src,
+        )
         for i in range(120)
     ]
     back = [
@@ -310,12 +346,20 @@ def test_pumping_on_hand_made_generator() -> None:
             t = T0 + timedelta(days=d, hours=9 + 2 * i)
             recs.append(call("prs", normal, t, talk=120 + 37 * i, caller=f"+3161{d:03d}{i:04d}"))
         if d % 5 == 0:
-            recs.append(call("prs", prs, T0 + timedelta(days=d, hours=15), talk=200,
-                             caller=f"+3162{d:07d}"))
+            recs.append(
+                call("prs", prs, T0 + timedelta(days=d, hours=15), talk=200, caller=f"+3162{d:07d}")
+            )
     start = T0 + timedelta(days=15, hours=18)
     for i in range(400):
-        recs.append(call("prs", prs, start + timedelta(seconds=9 * i), talk=11 + i % 2,
-                         caller=f"+3164555{i % 60:04d}"))
+        recs.append(
+            call(
+                "prs",
+                prs,
+                start + timedelta(seconds=9 * i),
+                talk=11 + i % 2,
+                caller=f"+3164555{i % 60:04d}",
+            )
+        )
     eng = Engine(policy())
     run(eng, by_end(recs))
     pump = [a for a in eng.alerts if a.detector == "pumping"]

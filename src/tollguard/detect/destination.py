@@ -26,6 +26,9 @@ new country          ``new_country_calls`` 3 or  never by default (a business tr
                                                  ``critical.new_country_calls`` to allow
 ===================  ==========================  ===========================
 
+A high-risk entry inside the account's own country (e.g. an adult premium-rate range
+on the bundled list) is judged as premium rate, not as a never-called country.
+
 Calls placed when the account is normally silent count double towards the call
 thresholds of high-risk and new-country situations (``options.silent_weight`` 2).
 """
@@ -108,7 +111,7 @@ class DestinationDetector(BaseDetector):
         kind: str | None = None
         subject = ""
         subject_kind: SubjectKind = "country"
-        if record.risk or ntype == "SATELLITE":
+        if (record.risk and country != home) or ntype == "SATELLITE":
             known = bool(country) and sig.knows_country(country or "", float(opts["known_weight"]))
             if not known:
                 kind = "risk" if record.risk else "satellite"
