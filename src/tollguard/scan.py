@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from tollguard.cdr.dedup import Deduplicator
+from tollguard.cdr.mapping import ColumnMapping
 from tollguard.cdr.model import CallRecord, Disposition, cost_from_e4
 from tollguard.cdr.quarantine import QuarantinedLine
 from tollguard.cdr.read import read_records
@@ -158,6 +159,8 @@ class ScanOptions:
     enforce: bool = False
     assume_utc: bool = False
     batch_rows: int = 250_000
+    mapping: ColumnMapping | None = None
+    source: str | None = None
 
 
 class Scanner:
@@ -198,6 +201,8 @@ class Scanner:
                 ctx,
                 batch_rows=self.options.batch_rows,
                 assume_utc=self.options.assume_utc,
+                mapping=self.options.mapping,
+                source=self.options.source,
             ):
                 if report is None:
                     report = FileReport(str(path), batch.format)

@@ -137,3 +137,23 @@ def test_human_summary_lists_accounts_and_rejects(workdir: Path) -> None:
     assert code == 0
     assert "acme" in out and "4.0804" in out
     assert "Master.csv:4" in out  # rejected line with file and line number
+
+
+def test_column_mapping_from_the_command_line(workdir: Path) -> None:
+    csv = workdir / "export.csv"
+    csv.write_text(
+        "Begin;Einde;Van;Naar;Klant;Status\n"
+        "02/03/2026 10:00;02/03/2026 10:02;0201234567;0612345678;acme;ANSWERED\n"
+    )
+    code, out = _cli(
+        "scan", str(csv), "--policy", str(workdir / "policy.toml"), "--json", "--no-detect",
+        "--map", "start=Begin", "--map", "end=Einde", "--map", "caller=Van", "--map", "callee=Naar",
+        "--map", "account=Klant", "--map", "disposition=Status", "--time-format", "%d/%m/%Y %H:%M",
+    )  # fmt: skip
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["records"] == 1 and data["files"][0]["format"] == "csv-mapped"
+    # 120 s to a Dutch mobile at 1/1: 0.065 * 2 + 0.01 connect
+    assert data["accounts"]["acme"]["cost"] == "0.1400"
+    code, _ = _cli("scan", str(csv), "--map", "start")
+    assert code == 2  # a malformed mapping is a clear error

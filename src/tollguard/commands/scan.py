@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tollguard.cdr.mapping import ColumnMapping
 from tollguard.clikit import fail, load_policy_with_overrides
 from tollguard.scan import UNRATED_KINDS, ScanOptions, ScanResult, run_scan
 
@@ -38,6 +39,16 @@ def scan(
         str | None, typer.Option(help="Time zone of local CDR times, e.g. Europe/Amsterdam.")
     ] = None,
     utc: Annotated[bool, typer.Option("--utc", help="CDR times are UTC, not local.")] = False,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="Column mapping FIELD=COLUMN for CSVs with a header (repeat)."),
+    ] = None,
+    time_format: Annotated[
+        str | None, typer.Option(help="strftime format of mapped times, e.g. '%d/%m/%Y %H:%M'.")
+    ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Source name for record ids (default: the format).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Write rated records (.parquet or .csv).")
     ] = None,
@@ -67,7 +78,15 @@ def scan(
             "[yellow]No rate deck given (--rates or rates= in the policy): calls are counted "
             "but not priced.[/yellow]"
         )
+    column_mapping = None
+    if mapping or time_format:
+        try:
+            column_mapping = ColumnMapping.from_strings(mapping or [], time_format=time_format)
+        except ValueError as exc:
+            fail(str(exc), "e.g. --map start=calldate --map callee=dst")
     options = ScanOptions(
+        mapping=column_mapping,
+        source=source,
         fmt=fmt,
         rates=rates,
         out=out,
