@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
@@ -43,9 +43,13 @@ from tollguard.api.models import (
 )
 from tollguard.api.problems import MEDIA_TYPE, Problem, problem_body, problem_response
 from tollguard.cdr.model import CallRecord, Disposition
+from tollguard.detect.alert import Alert
 from tollguard.limits.money import fmt_e4
 from tollguard.limits.service import AuthorizeService, NotFound
 from tollguard.limits.state import CallState
+
+if TYPE_CHECKING:
+    from tollguard.cases.service import CaseService
 
 log = logging.getLogger("tollguard.api")
 
@@ -217,6 +221,7 @@ def create_app(
     max_cdr_body: int = MAX_CDR_BODY,
     sweep_interval_s: float = 30.0,
     engine: Any = None,
+    cases: "CaseService | None" = None,
 ) -> FastAPI:
     """Build the API over a service. ``keyring`` None or empty: no authentication (dev)."""
     keys = keyring or Keyring.open()
@@ -475,6 +480,9 @@ def create_app(
         bad = {x["record_id"] for x in rejected}
         accepted = [r for r in records if r.record_id not in bad]
         alerts, blocked = _detect(service, engine_box, accepted, key)
+        if cases is not None:
+            for alert in alerts:
+                cases.ingest(Alert.from_dict(alert))
         return _json(
             {
                 "accepted": len(accepted),
@@ -622,6 +630,12 @@ def create_app(
             entries = [e for e in entries if e.get("account") == account]
         return _json({"entries": entries[:limit]})
 
+    if cases is not None:
+        from tollguard.cases.api import router as cases_router
+
+        app.include_router(
+            cases_router(lambda: cases), prefix="/v1", dependencies=[Depends(need("cases"))]
+        )
     return app
 
 

@@ -28,8 +28,10 @@ from typing import Any
 ROLES = ("switch", "analyst", "admin")
 PERMISSIONS: dict[str, frozenset[str]] = {
     "switch": frozenset({"authorize", "events", "cdrs"}),
-    "analyst": frozenset({"read", "block", "cdrs"}),
-    "admin": frozenset({"authorize", "events", "cdrs", "read", "block", "policy", "reset"}),
+    "analyst": frozenset({"read", "block", "cdrs", "cases"}),
+    "admin": frozenset(
+        {"authorize", "events", "cdrs", "read", "block", "policy", "reset", "cases"}
+    ),
 }
 ALL_TENANTS = "*"
 

@@ -54,6 +54,13 @@ def serve(
         int, typer.Option(help="Longest grant when no limit is tighter (s).")
     ] = 4 * 3600,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Database for alerts and cases (sqlite:///tollguard.db, postgresql+psycopg://...)."
+            " Default: $TOLLGUARD_DATABASE_URL; without it, cases are off."
+        ),
+    ] = None,
 ) -> None:
     """Answer switches' "may this call go through?" and keep every limit in real time."""
     import uvicorn
@@ -101,7 +108,16 @@ def serve(
     except ValueError as exc:  # rate deck problems
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    app = create_app(service, keyring, sweep_interval_s=sweep_interval)
+    cases = None
+    db_url = db or os.environ.get("TOLLGUARD_DATABASE_URL")
+    if db_url:
+        from tollguard.cases.service import CaseService
+        from tollguard.store.engine import make_engine
+        from tollguard.store.migrate import upgrade
+
+        upgrade(db_url)
+        cases = CaseService(make_engine(db_url), policy=pol)
+    app = create_app(service, keyring, sweep_interval_s=sweep_interval, cases=cases)
     typer.echo(f"tollguard serve on http://{host}:{port} (state {url.split('@')[-1]})", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
     backend.close()

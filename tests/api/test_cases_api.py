@@ -1,0 +1,48 @@
+"""Alerts from POST /v1/cdrs become cases, readable and workable over the API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import DATA, auth
+from tests.api.test_api import CriticalEngine
+from tollguard.api.app import create_app
+from tollguard.api.auth import Keyring
+from tollguard.cases.service import CaseService
+from tollguard.limits.memory import MemoryState
+from tollguard.limits.service import AuthorizeService
+from tollguard.policy import load_policy
+from tollguard.store.engine import make_engine
+from tollguard.store.migrate import upgrade
+
+
+def test_cdr_alerts_open_a_case_that_analysts_can_work(tmp_path: Path, keys_file: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cases.db'}"
+    upgrade(url)
+    policy = load_policy(DATA / "policy.toml")
+    cases = CaseService(make_engine(url), policy=policy)
+    service = AuthorizeService(policy, MemoryState())
+    app = create_app(
+        service, Keyring.load(keys_file), sweep_interval_s=0, engine=CriticalEngine(), cases=cases
+    )
+    start = datetime(2024, 6, 3, 10, 0, tzinfo=UTC).isoformat()
+    record = {"record_id": "r2", "account": "free", "callee": "00252612345678", "start": start,
+              "billsec": 60}  # fmt: skip
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.post("/v1/cdrs", json=[record], headers=auth("switch"))
+        assert r.status_code == 200 and r.json()["alerts"], r.text
+        # a switch key may feed records but not read cases
+        assert client.get("/v1/cases", headers=auth("switch")).status_code == 403
+        listed = client.get("/v1/cases", headers=auth("analyst"))
+        assert listed.status_code == 200, listed.text
+        found = listed.json()
+        assert len(found) == 1 and found[0]["account"] == "free"
+        shown = client.get(f"/v1/cases/{found[0]['id']}", headers=auth("analyst")).json()
+        assert shown["alerts"] == 1
+        assert [a["detector"] for a in shown["alert_list"]] == ["destination_risk"]
+        # the same records again file no second case
+        client.post("/v1/cdrs", json=[record], headers=auth("switch"))
+        assert len(client.get("/v1/cases", headers=auth("analyst")).json()) == 1
