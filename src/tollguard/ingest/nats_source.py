@@ -173,12 +173,10 @@ async def consume(
                 raise
             await js.add_stream(name=options.stream, subjects=[options.subject])
         config = ConsumerConfig(
-            durable_name=options.durable,
             ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=options.ack_wait,
             max_ack_pending=options.max_ack_pending,
-            filter_subject=options.subject,
         )
         psub = await js.pull_subscribe(
             options.subject, durable=options.durable, stream=options.stream, config=config
