@@ -11,6 +11,7 @@ from tollguard.cdr.model import NUMBERING_SCHEMA, RATING_SCHEMA, RECORD_SCHEMA
 from tollguard.policy import parse_policy
 from tollguard.store.counters import daily_counters, purge_older_than
 from tollguard.store.migrate import CORE_REVISION, current_revisions
+from tollguard.store.positions import Position, load_position, save_position
 from tollguard.store.records import (
     QuarantineEntry,
     insert_quarantined,
@@ -19,7 +20,6 @@ from tollguard.store.records import (
     to_stored,
 )
 from tollguard.store.schema import CORE_TABLES, rated_records
-from tollguard.store.positions import Position, load_position, save_position
 
 
 def rated_frame(n: int, start: datetime, account: str = "acme", prefix: str = "r") -> pl.DataFrame:
