@@ -259,19 +259,30 @@ class Signature:
             return
         if hour_index > self.hour_index:
             lam = self.priors.week_decay
-            c, e = self.c, self.e
+            c, e, shape = self.c, self.e, self.priors.shape
             h = self.hour_index
-            s = slot_of(h)
-            c[s] = c[s] * lam + self.bucket_clean
-            e[s] = e[s] * lam + 1.0
-            start = max(h + 1, hour_index - MAX_CATCH_UP_HOURS)
-            for hh in range(start, hour_index):
-                s = slot_of(hh)
-                c[s] *= lam
-                e[s] = e[s] * lam + 1.0
-            self.sum_c = sum(c)
-            self.sum_e = sum(e)
-            self.sum_epi = sum(x * y for x, y in zip(e, self.priors.shape, strict=True))
+            hours = [h, *range(max(h + 1, hour_index - MAX_CATCH_UP_HOURS), hour_index)]
+            if len(hours) >= HOURS_PER_WEEK:
+                for hh in hours:
+                    s = slot_of(hh)
+                    c[s] = c[s] * lam + (self.bucket_clean if hh == h else 0)
+                    e[s] = e[s] * lam + 1.0
+                self.sum_c = sum(c)
+                self.sum_e = sum(e)
+                self.sum_epi = sum(x * y for x, y in zip(e, shape, strict=True))
+            else:  # update the sums by the changes of the slots touched
+                dc = de = dpi = 0.0
+                for hh in hours:
+                    s = slot_of(hh)
+                    new_c = c[s] * lam + (self.bucket_clean if hh == h else 0)
+                    new_e = e[s] * lam + 1.0
+                    dc += new_c - c[s]
+                    de += new_e - e[s]
+                    dpi += (new_e - e[s]) * shape[s]
+                    c[s], e[s] = new_c, new_e
+                self.sum_c = max(self.sum_c + dc, 0.0)
+                self.sum_e += de
+                self.sum_epi += dpi
             self.hour_index = hour_index
             self.bucket_calls = 0
             self.bucket_clean = 0
