@@ -7,7 +7,7 @@ destinations, not on the number of records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -341,7 +341,9 @@ def run_scan(
             if writer is not None:
                 writer.write(frame)
             if scanner.engine is not None:
-                _detect(scanner.engine, records_from_frame(frame), options.enforce)
+                for record in records_from_frame(frame):
+                    # with enforce=True the engine itself counts calls it would refuse
+                    scanner.engine.process(record)
     finally:
         if writer is not None:
             writer.close()
@@ -359,10 +361,3 @@ def run_scan(
                     calls_refused=summary.calls_refused,
                 )
     return result
-
-
-def _detect(engine: Engine, records: Iterable[CallRecord], enforce: bool) -> None:
-    for record in records:
-        if enforce and engine.is_refused(record):
-            continue
-        engine.process(record)
