@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -222,8 +222,10 @@ def create_app(
     sweep_interval_s: float = 30.0,
     engine: Any = None,
     cases: "CaseService | None" = None,
+    web: "APIRouter | None" = None,
 ) -> FastAPI:
-    """Build the API over a service. ``keyring`` None or empty: no authentication (dev)."""
+    """Build the API over a service. ``keyring`` None or empty: no authentication (dev).
+    ``web``: the dashboard's pages (``tollguard.web.app.Dashboard(...).router``)."""
     keys = keyring or Keyring.open()
     metrics = Metrics.create()
     engine_box: dict[str, Any] = {"engine": engine}
@@ -636,6 +638,8 @@ def create_app(
         app.include_router(
             cases_router(lambda: cases), prefix="/v1", dependencies=[Depends(need("cases"))]
         )
+    if web is not None:
+        app.include_router(web)
     return app
 
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from tollguard.cases.service import CaseService
+    from tollguard.limits.service import AuthorizeService
 
 DEFAULT_STATE = "sqlite:///tollguard-state.db"
 
@@ -61,6 +67,16 @@ def serve(
             " Default: $TOLLGUARD_DATABASE_URL; without it, cases are off."
         ),
     ] = None,
+    dashboard: Annotated[
+        bool, typer.Option(help="Serve the web dashboard (pages at /; needs --users).")
+    ] = False,
+    users: Annotated[
+        Path | None,
+        typer.Option(help="Dashboard users TOML (default: $TOLLGUARD_USERS_FILE).")
+    ] = None,
+    secure_cookies: Annotated[
+        bool, typer.Option(help="Dashboard cookies only over HTTPS (behind a TLS proxy).")
+    ] = False,
 ) -> None:
     """Answer switches' "may this call go through?" and keep every limit in real time."""
     import uvicorn
@@ -117,10 +133,36 @@ def serve(
 
         upgrade(db_url)
         cases = CaseService(make_engine(db_url), policy=pol)
-    app = create_app(service, keyring, sweep_interval_s=sweep_interval, cases=cases)
+    web = None
+    if dashboard:
+        web = _dashboard(service, cases, users, secure_cookies)
+    app = create_app(service, keyring, sweep_interval_s=sweep_interval, cases=cases, web=web)
     typer.echo(f"tollguard serve on http://{host}:{port} (state {url.split('@')[-1]})", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
     backend.close()
+
+
+def _dashboard(
+    service: AuthorizeService, cases: CaseService | None, users: Path | None, secure: bool
+) -> APIRouter:
+    from tollguard.web.app import Dashboard
+    from tollguard.web.users import UsersError, UserStore
+
+    path = users or (
+        Path(os.environ["TOLLGUARD_USERS_FILE"]) if os.environ.get("TOLLGUARD_USERS_FILE") else None
+    )
+    if path is None:
+        typer.echo("--dashboard needs --users FILE (`tollguard users add` makes one)", err=True)
+        raise typer.Exit(2)
+    try:
+        store = UserStore.load(path)
+    except UsersError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if not store.users:
+        typer.echo(f"{path}: no users yet; `tollguard users add` adds one", err=True)
+        raise typer.Exit(2)
+    return Dashboard(service, store, cases=cases, secure_cookies=secure).router
 
 
 @keys_app.command("new")
