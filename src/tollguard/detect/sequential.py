@@ -89,8 +89,10 @@ class SequentialDetector(BaseDetector):
                 blk = None
         if blk is None:
             blk = blocks[key] = _Block({}, Tally(record.start))
-            if len(blocks) > int(opts["max_blocks"]):
+            if len(blocks) > 16:  # forget blocks not dialed within the window
                 self._prune(blocks, horizon, key)
+            while len(blocks) > int(opts["max_blocks"]):
+                blocks.pop(next(iter(blocks)))
         blk.seen[last2] = now
         blk.tally.add(record)
         if len(blk.seen) < settings.warning["run"] and blk.severity is None:
