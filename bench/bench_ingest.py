@@ -1,5 +1,6 @@
 """Sustained ingest rate (records/s) from a file and from NATS into SQLite and PostgreSQL,
-as a ratio against the plain ``run_scan`` of the same file in the same run.
+as a ratio against the plain ``run_scan`` of the same file in the same run, and NATS
+against the file on the same database.
 
     python -m bench.bench_ingest [rows]
 
@@ -40,6 +41,7 @@ def main() -> None:
         servers = ensure_nats()
         bodies = [ln.encode() for ln in path.read_text().splitlines()]
         for kind in ("sqlite", "postgresql"):
+            file_s = 0.0
             for source in ("file", "nats"):
                 with temp_database(kind, d) as url:
                     upgrade(url)
@@ -48,6 +50,8 @@ def main() -> None:
                     if source == "file":
                         t = time.perf_counter()
                         FileFollower(ingestor, path, batch_lines=20_000).run(once=True)
+                        took = time.perf_counter() - t
+                        file_s = took
                     else:
                         name = f"TGBENCH_{uuid.uuid4().hex[:8].upper()}"
                         asyncio.run(
@@ -64,14 +68,27 @@ def main() -> None:
                             batch=5000,
                         )
                         t = time.perf_counter()
-                        asyncio.run(consume(ingestor, opts, once=True))
-                    took = time.perf_counter() - t
+                        stats = asyncio.run(consume(ingestor, opts, once=True))
+                        took = time.perf_counter() - t
+                        asyncio.run(_delete_stream(servers, name))
+                        assert stats.result.inserted == rows, stats.result.to_dict()
                     engine.dispose()
+                    vs_file = "" if source == "file" else f", {took / file_s:.2f}x the file's time"
                     print(
                         f"{source:>4} -> {kind:<10}: {rows / took:>9,.0f} records/s "
                         f"({took:.2f} s), "
-                        f"{scan_s / took:.2f}x the scan rate"
+                        f"{scan_s / took:.2f}x the scan rate{vs_file}"
                     )
+
+
+async def _delete_stream(servers: str, name: str) -> None:
+    import nats
+
+    nc = await nats.connect(servers)
+    try:
+        await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
 
 
 if __name__ == "__main__":
