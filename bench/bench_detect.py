@@ -133,11 +133,13 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=5_000_000)
     ap.add_argument("--child", type=int, default=0)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--memory-only", action="store_true")
     args = ap.parse_args()
     if args.child:
         child(args.child)
         return
-    throughput(args.records)
+    if not args.memory_only:
+        throughput(args.records)
     if not args.skip_memory:
         memory(args.records, args.big)
 
