@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 
 import phonenumbers
+import polars as pl
 import pytest
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
+from tollguard.numbering import _bulk
 from tollguard.numbering.classify import NumberClassifier
 from tollguard.numbering.risk import RiskList
 from tollguard.numbering.types import NumberType
@@ -84,11 +86,11 @@ def sample_numbers(seed: int) -> tuple[list[str], set[str]]:
             out.add(_mutate(rng, e))
     ccs = sorted(str(cc) for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
     for _ in range(6000):  # random national numbers behind every kind of country code
-        cc = rng.choice(ccs)
-        out.add(cc + "".join(str(rng.randrange(10)) for _ in range(rng.randrange(1, 14))))
+        code = rng.choice(ccs)
+        out.add(code + "".join(str(rng.randrange(10)) for _ in range(rng.randrange(1, 14))))
     for _ in range(500):  # national prefixes behind the country code (+44 0..., +7 8...)
-        cc = rng.choice(["44", "7", "31", "49", "1", "54", "52", "39", "33", "61"])
-        out.add(cc + rng.choice("018") + "".join(str(rng.randrange(10)) for _ in range(10)))
+        code = rng.choice(["44", "7", "31", "49", "1", "54", "52", "39", "33", "61"])
+        out.add(code + rng.choice("018") + "".join(str(rng.randrange(10)) for _ in range(10)))
     for _ in range(300):  # junk: unassigned codes, leading zeros, too short / long
         out.add("".join(str(rng.randrange(10)) for _ in range(rng.randrange(1, 20))))
     return sorted(out), regions
@@ -133,3 +135,47 @@ def test_shared_country_codes_pick_region_like_phonenumbers() -> None:
     # National prefix written after the country code is stripped as parse does.
     assert c.classify("+4402079460000") == c.classify("+4402079460000")
     assert c.classify("+4402079460000").number_type is NumberType.FIXED_LINE
+
+
+@pytest.mark.parametrize("seed", [20240127])
+def test_bulk_path_agrees_with_per_number_path_and_phonenumbers(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """classify_series (Polars regex per country code) on the same large sample."""
+    numbers, _ = sample_numbers(seed)
+    e164s: list[str | None] = ["+" + d for d in numbers]
+    e164s += [None, "", "+", "abc", "31201234567", "+31 20", "+31201234567"]  # junk, duplicate
+    fallback: list[int] = []
+    python_path = _bulk._python
+
+    def counted(part: pl.DataFrame) -> pl.DataFrame:
+        fallback.append(part.height)
+        return python_path(part)
+
+    monkeypatch.setattr(_bulk, "_python", counted)
+    risks = RiskList.bundled()
+    per_number = NumberClassifier(risks)
+    bulk = NumberClassifier(risks).classify_series(pl.Series(e164s, dtype=pl.String), small_group=0)
+    assert bulk.height == len(e164s)
+    # Every code went through the Polars patterns; only rare numbers (a national prefix
+    # after the country code, ...) took the per-number path.
+    assert sum(fallback) < 0.05 * len(numbers)
+    disagreements: list[tuple[str | None, object, object]] = []
+    for e164, row in zip(e164s, bulk.iter_rows(named=True), strict=True):
+        info = per_number.classify(e164)
+        mine = (row["e164"], row["country"], row["number_type"], row["risk"])
+        if mine != (info.e164, info.country, info.number_type.value, info.risk):
+            disagreements.append((e164, info, mine))
+        elif info.e164 is not None and (info.country, info.number_type) != reference(info.e164):
+            disagreements.append((e164, reference(info.e164), mine))
+    assert disagreements[:10] == []
+
+
+def test_bulk_path_small_codes_take_the_per_number_path() -> None:
+    numbers, _ = sample_numbers(7)
+    e164s = ["+" + d for d in numbers[:3000]]
+    c = NumberClassifier(RiskList.bundled())
+    bulk = c.classify_series(pl.Series(e164s))  # default: small codes per number
+    expected = [c.classify(e) for e in e164s]
+    got = list(bulk.select("country", "number_type", "risk").iter_rows())
+    assert got == [(i.country, i.number_type.value, i.risk) for i in expected]

@@ -21,10 +21,15 @@ class CountingClassifier(NumberClassifier):
     def __init__(self, risk_list: RiskList | None = None) -> None:
         super().__init__(risk_list)
         self.computed: list[str] = []
+        self.bulk: list[str | None] = []
 
     def _classify(self, e164: str) -> NumberInfo:
         self.computed.append(e164)
         return super()._classify(e164)
+
+    def classify_series(self, e164: pl.Series, small_group: int = 200) -> pl.DataFrame:
+        self.bulk.extend(e164.to_list())
+        return super().classify_series(e164, small_group)
 
 
 def test_types_countries_and_non_geographic_codes() -> None:
@@ -166,7 +171,9 @@ def test_classify_frame_works_on_unique_numbers_and_matches_describe() -> None:
     assert out.height == n
     unique_callee_e164 = {normalize_number(v, NL) for v in pool} - {None}
     used = {normalize_number(v, NL) for v in set(callees)} - {None}
-    assert sorted(c.computed) == sorted(used)  # once per unique callee number, callers not
+    # The bulk path sees each unique callee string once (its E.164), callers never.
+    assert len(c.bulk) == len(set(callees))
+    assert set(c.bulk) - {None} == used
     assert used <= unique_callee_e164
     sample = out.sample(500, seed=1).iter_rows(named=True)
     for row in sample:
@@ -198,3 +205,40 @@ def test_classify_frame_empty_and_null_accounts() -> None:
     out = NumberClassifier().classify_frame(frame, ctx_for)
     assert seen == [""]
     assert out.get_column("callee_e164").to_list() == ["+31612345678"]
+
+
+def test_classify_frame_mostly_distinct_numbers_match_describe() -> None:
+    """Mostly distinct callees take the direct path (no dedupe); same results."""
+    rng = random.Random(3)
+    kinds = ["06", "020", "0049151", "00447", "001212", "001876", "0067077", "0088216", "0906"]
+    callees: list[str | None] = [
+        rng.choice(kinds) + str(rng.randrange(10**5, 10**8)) for _ in range(4000)
+    ]
+    callees += ["1002", "*97", "&", None, "00 670 7723 1234", "+31 (0)20 123 4567"]
+    callers: list[str | None] = [rng.choice(["0201234567", None, "211474"]) for _ in callees]
+    frame = _records(callers, callees, [rng.choice(["a", "ru"]) for _ in callees])
+    contexts = {"ru": RU}
+    c = CountingClassifier()
+    for ctx_by_account in (NL, lambda acc: NL, lambda acc: contexts.get(acc, NL)):
+        out = c.classify_frame(frame, ctx_by_account)
+        assert out.get_column("record_id").to_list() == frame.get_column("record_id").to_list()
+        for row in out.iter_rows(named=True):
+            ctx = (
+                ctx_by_account
+                if isinstance(ctx_by_account, DialingContext)
+                else (ctx_by_account(row["account"]))
+            )
+            if row["callee"] is None:
+                info = NumberInfo(None, None, NumberType.UNKNOWN, None, None)
+            else:
+                info = describe(row["callee"], ctx, c)
+            assert (row["callee_e164"], row["country"], row["number_type"], row["risk"]) == (
+                info.e164,
+                info.country,
+                info.number_type.value,
+                info.risk,
+            ), row
+            expected_caller = (
+                None if row["caller"] is None else normalize_number(row["caller"], ctx)
+            )
+            assert row["caller_e164"] == expected_caller

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tollguard.numbering.classify import NumberClassifier
@@ -135,3 +137,27 @@ def test_classifier_flags_satellite_and_irsf_destinations() -> None:
     assert (sat.country, sat.number_type, sat.risk) == ("001", NumberType.SATELLITE, "sat-881")
     so = c.classify("+252612345678")
     assert so.country == "SO" and so.risk == "so" and so.risk_reason
+
+
+def test_match_series_agrees_with_match() -> None:
+    rng = random.Random(11)
+    extra = [
+        RiskEntry("one", "prefix", "7", "whole +7", "test"),  # shorter than 3 digits
+        RiskEntry("long", "prefix", "4470123", "long prefix", "test"),
+    ]
+    for risks in (RiskList.bundled(), RiskList.bundled().with_overrides(extra), RiskList()):
+        heads = ["31906", "4470", "4470123", "449", "1876", "670", "67090", "7", "881", "49"]
+        digits: list[str | None] = [
+            rng.choice(heads) + "".join(str(rng.randrange(10)) for _ in range(rng.randrange(7)))
+            for _ in range(3000)
+        ]
+        digits += [None, "", "4"]
+        countries = [rng.choice(["TL", "NL", "GB", None, "001", "SO"]) for _ in digits]
+        got = risks.match_series(
+            pl.Series(digits, dtype=pl.String), pl.Series(countries, dtype=pl.String)
+        ).to_list()
+        expected = []
+        for d, c in zip(digits, countries, strict=True):
+            entry = risks.match(d, c) if d is not None else risks.match("", c)
+            expected.append(entry.id if entry is not None else None)
+        assert got == expected

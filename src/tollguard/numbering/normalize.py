@@ -33,11 +33,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import polars as pl
 
-from tollguard.numbering import _meta
+from tollguard.numbering import _bulk, _meta
 from tollguard.policy import DialingContext
 
 _SCHEME = r"^(?i:tel:|sips?:)"
@@ -57,7 +56,6 @@ _trunk_zero_re = re.compile(_TRUNK_ZERO)
 _format_re = re.compile(_FORMAT)
 _digits_re = re.compile(_DIGITS)
 _short_re = re.compile(_SHORT)
-_CC_RE = "^(?:" + "|".join(sorted(_meta.COUNTRY_CODES, key=lambda c: (-len(c), c))) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,18 +180,23 @@ def _clean_expr(col: pl.Expr) -> pl.Expr:
 
 
 def _valid_series(s: pl.Series) -> pl.Series:
+    """``_valid`` of each (null: False), by the bulk lookup on the unique values."""
     uniq = s.drop_nulls().unique()
-    good = [d for d in uniq.to_list() if _valid(d)]
-    return s.is_in(pl.Series(good, dtype=pl.String).implode()).fill_null(False)
-
-
-def _valid_expr(digits: pl.Expr) -> pl.Expr:
-    return digits.map_batches(_valid_series, return_dtype=pl.Boolean)
+    if uniq.len() == 0:
+        return pl.repeat(False, s.len(), dtype=pl.Boolean, eager=True)
+    found = _bulk.lookup_frame(uniq)
+    canonical = pl.col("cc").cast(pl.String).str.len_chars() + pl.col("nsn").str.len_chars()
+    good = found.filter(
+        (pl.col("pn_type") != int(_meta.PNT.UNKNOWN))
+        & (canonical == pl.col("digits").str.len_chars())
+    ).get_column("digits")
+    return s.is_in(good.implode()).fill_null(False)
 
 
 def _international_expr(digits: pl.Expr) -> pl.Expr:
+    """``_international`` of a column (it is used more than once: pass a column)."""
     n = digits.str.len_chars()
-    ok = digits.str.contains(_CC_RE) & (n >= MIN_E164) & (n <= MAX_E164)
+    ok = (n >= MIN_E164) & (n <= MAX_E164) & _bulk.has_cc_expr(digits)
     return pl.when(ok).then(pl.lit("+") + digits)
 
 
@@ -201,17 +204,41 @@ def _lengths_in(n: pl.Expr, lengths: frozenset[int]) -> pl.Expr:
     return n.is_in(sorted(lengths)) if lengths else pl.lit(False)
 
 
-def _national_expr(d: pl.Expr, plan: DialPlan) -> pl.Expr:
+class _Rows:
+    """Rows still to normalize (``_i`` position, ``d`` digits) and the results so far."""
+
+    def __init__(self, digits: pl.Series) -> None:
+        self.pending = pl.DataFrame({"d": digits.cast(pl.String)}).with_row_index("_i")
+        self.out = pl.repeat(None, digits.len(), dtype=pl.String, eager=True)
+
+    def settle(self, mask: pl.Series, value: pl.Expr) -> None:
+        """Rows where ``mask`` holds get ``value`` (may be null) and leave ``pending``."""
+        mask = mask.fill_null(False)
+        if mask.any():
+            done = self.pending.filter(mask)
+            self.out.scatter(done.get_column("_i"), done.select(value).to_series())
+            self.pending = self.pending.filter(~mask)
+
+    def column(self, expr: pl.Expr) -> pl.Series:
+        return self.pending.select(expr).to_series()
+
+
+def _national_series(digits: pl.Series, plan: DialPlan) -> pl.Series:
+    """``_national`` of each of ``digits`` (null: None): each rule runs on the rows the
+    earlier rules left, so the validity checks only see their own candidates."""
+    rows = _Rows(digits)
+    d = pl.col("d")
     n = d.str.len_chars()
-    cases: list[tuple[pl.Expr, pl.Expr]] = []
-    # Rows an earlier rule settles without a validity check; later (validity-checked)
-    # candidates are masked with it, so the per-unique lookups only run where needed.
-    settled: pl.Expr = pl.lit(False)
     if plan.international_prefix:
-        pat = f"^(?:{plan.international_prefix})"
-        has_intl = d.str.contains(pat)
-        cases.append((has_intl, _international_expr(d.str.replace(pat, ""))))
-        settled = has_intl
+        intl = plan.international_prefix
+        if intl.isdigit():  # a literal prefix ("00", "011", "810"): no regex needed
+            has_intl, rest = d.str.starts_with(intl), d.str.slice(len(intl))
+        else:
+            pat = f"^(?:{intl})"
+            has_intl, rest = d.str.contains(pat), d.str.replace(pat, "")
+        rows.pending = rows.pending.with_columns(has_intl.alias("_hit"), rest.alias("_rest"))
+        rows.settle(rows.column(pl.col("_hit")), _international_expr(pl.col("_rest")))
+        rows.pending = rows.pending.drop("_hit", "_rest")
     cc = plan.country_code
     if cc is not None:
         trunk = plan.trunk_prefix
@@ -219,52 +246,66 @@ def _national_expr(d: pl.Expr, plan: DialPlan) -> pl.Expr:
             nsn = d.str.slice(len(trunk))
             nn = nsn.str.len_chars()
             plausible = d.str.starts_with(trunk) & _lengths_in(nn, plan.national_lengths)
-            long_enough = plausible & (nn > MAX_SHORT_NATIONAL)
-            cand = pl.when(~settled & plausible & ~long_enough).then(pl.lit(cc) + nsn)
-            cases.append((long_enough | _valid_expr(cand), pl.lit("+" + cc) + nsn))
-            settled = settled | long_enough
-        bare = pl.when(~settled & _lengths_in(n, plan.national_lengths)).then(pl.lit(cc) + d)
-        cases.append((_valid_expr(bare), pl.lit("+" + cc) + d))
-    intl = pl.when(~settled & (n >= MIN_BARE_INTERNATIONAL) & (n <= MAX_E164)).then(d)
-    cases.append((_valid_expr(intl), pl.lit("+") + d))
-    cond, value = cases[0]
-    chain: Any = pl.when(cond).then(value)
-    for cond, value in cases[1:]:
-        chain = chain.when(cond).then(value)
-    out: pl.Expr = chain.otherwise(pl.lit(None, dtype=pl.String))
+            # Long enough national numbers need no validity check; short ones do.
+            long_enough = rows.column(plausible & (nn > MAX_SHORT_NATIONAL))
+            short = rows.column(
+                pl.when(plausible & (nn <= MAX_SHORT_NATIONAL)).then(pl.lit(cc) + nsn)
+            )
+            rows.settle(long_enough | _valid_series(short), pl.lit("+" + cc) + nsn)
+        bare = rows.column(pl.when(_lengths_in(n, plan.national_lengths)).then(pl.lit(cc) + d))
+        rows.settle(_valid_series(bare), pl.lit("+" + cc) + d)
+    bare_intl = rows.column(pl.when((n >= MIN_BARE_INTERNATIONAL) & (n <= MAX_E164)).then(d))
+    rows.settle(_valid_series(bare_intl), pl.lit("+") + d)
+    return rows.out
+
+
+def normalize_unique(values: pl.Series, ctx: DialingContext) -> pl.Series:
+    """``normalize_number`` of each of ``values`` (String, nulls allowed), in order, as
+    the String Series ``_e164``. Every row is computed: pass unique values.
+
+    The rules run as Polars expressions on shrinking sets of rows; the validity checks
+    by the bulk lookup of ``_bulk`` on the unique candidates.
+    """
+    plan = dial_plan(ctx)
+    s = values.cast(pl.String).alias("s")
+    ok = s.str.contains(_DIGITS).fill_null(False)
+    if not ok.all():  # most values are "+"/digits already: clean only the others
+        idx = (~ok & s.is_not_null()).arg_true()
+        if idx.len():
+            s = s.scatter(idx, pl.select(_clean_expr(pl.lit(s.gather(idx)))).to_series())
+            ok = s.str.contains(_DIGITS).fill_null(False)
+    out = pl.repeat(None, s.len(), dtype=pl.String, eager=True).alias("_e164")
+    frame = pl.DataFrame({"s": s, "ok": ok}).with_row_index("_i").filter(pl.col("ok"))
+    plus = frame.get_column("s").str.starts_with("+")
+    intl = frame.filter(plus)
+    if intl.height:
+        e164 = intl.select(_international_expr(pl.col("s").str.slice(1))).to_series()
+        out.scatter(intl.get_column("_i"), e164)
+    national = frame.filter(~plus)
+    if national.height == 0:
+        return out
+    d = national.get_column("s")
+    olp = plan.outside_line_prefix
+    if olp:
+        has_olp = d.str.starts_with(olp) & (d.str.len_chars() > len(olp))
+        rest = pl.select(pl.when(pl.lit(has_olp)).then(pl.lit(d).str.slice(len(olp))))
+        stripped = _national_series(rest.to_series(), plan)
+        # If the rest does not normalize, the unstripped digits are tried.
+        retry = stripped.is_null()
+        again = _national_series(d.filter(retry), plan)
+        result = stripped.scatter(retry.arg_true(), again)
+    else:
+        result = _national_series(d, plan)
+    out.scatter(national.get_column("_i"), result)
     return out
 
 
 def normalize_series(values: pl.Series, ctx: DialingContext) -> pl.Series:
-    """``normalize_number`` for a Series: the rules as Polars expressions, run once per
-    unique value (intermediate columns materialized), mapped back in order."""
-    plan = dial_plan(ctx)
+    """``normalize_number`` for a Series: ``normalize_unique`` on its unique values,
+    mapped back in order."""
     values = values.cast(pl.String)
     uniq = values.drop_nulls().unique()
-    steps = (
-        pl.DataFrame({"raw": uniq})
-        .with_columns(_clean_expr(pl.col("raw")).alias("s"))
-        .with_columns(
-            pl.col("s").str.contains(_DIGITS).alias("ok"),
-            pl.col("s").str.starts_with("+").alias("plus"),
-            pl.col("s").str.strip_prefix("+").alias("d"),
-        )
-    )
-    d = pl.col("d")
-    national = _national_expr(d, plan)
-    olp = plan.outside_line_prefix
-    if olp:
-        has_olp = d.str.starts_with(olp) & (d.str.len_chars() > len(olp))
-        steps = steps.with_columns(pl.when(has_olp).then(d.str.slice(len(olp))).alias("d_olp"))
-        national = pl.coalesce(_national_expr(pl.col("d_olp"), plan), national)
-    result = steps.select(
-        pl.when(pl.col("ok") & pl.col("plus"))
-        .then(_international_expr(d))
-        .when(pl.col("ok"))
-        .then(national)
-        .otherwise(pl.lit(None, dtype=pl.String))
-        .alias("e164")
-    ).get_column("e164")
+    result = normalize_unique(uniq, ctx)
     return values.replace_strict(uniq, result, default=None, return_dtype=pl.String)
 
 
@@ -285,3 +326,12 @@ def normalize_expr(column: str, ctx: DialingContext) -> pl.Expr:
 def short_code_expr(column: str) -> pl.Expr:
     """``is_short_code`` for a column (null input: False)."""
     return _clean_expr(pl.col(column)).str.contains(_SHORT).fill_null(False)
+
+
+def short_code_series(values: pl.Series) -> pl.Series:
+    """``is_short_code`` of each of ``values`` (null: False)."""
+    return (
+        pl.select(_clean_expr(pl.lit(values.cast(pl.String))).str.contains(_SHORT))
+        .to_series()
+        .fill_null(False)
+    )

@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal, cast
 
+import polars as pl
+
 RiskKind = Literal["country", "prefix"]
 _FALSE = {"false", "0", "no", "off", "n"}
 _REQUIRED = ("id", "kind", "value", "reason", "source")
@@ -102,6 +104,44 @@ class RiskList:
         if country is not None:
             return self._by_country.get(country)
         return None
+
+    def match_series(self, digits: pl.Series, country: pl.Series) -> pl.Series:
+        """``match(...).id`` of each row: ``digits`` are E.164 digits without "+",
+        ``country`` the number's country; null where nothing matches.
+
+        Country entries by one hash lookup; prefix entries (longest first, one hash
+        lookup per prefix length) only on the rows whose first digits some prefix
+        entry can match.
+        """
+        if self._by_country:
+            keys = list(self._by_country)
+            ids = [self._by_country[c].id for c in keys]
+            out = country.cast(pl.String).replace_strict(
+                keys, ids, default=None, return_dtype=pl.String
+            )
+        else:
+            out = pl.repeat(None, country.len(), dtype=pl.String, eager=True)
+        if not self._by_prefix:
+            return out.rename("risk")
+        d = pl.lit(digits.cast(pl.String))
+        heads = sorted({p[:3] for p in self._by_prefix if len(p) >= 3})
+        maybe = d.str.head(3).is_in(heads)
+        for p in self._by_prefix:
+            if len(p) < 3:
+                maybe = maybe | d.str.starts_with(p)
+        rows = pl.select(maybe).to_series().fill_null(False).arg_true()
+        if rows.len():
+            sub = pl.lit(digits.cast(pl.String).gather(rows))
+            lookups = []
+            for n in self._lengths:
+                keys = [p for p in self._by_prefix if len(p) == n]
+                ids = [self._by_prefix[p].id for p in keys]
+                lookups.append(
+                    sub.str.head(n).replace_strict(keys, ids, default=None, return_dtype=pl.String)
+                )
+            lookups.append(pl.lit(out.gather(rows)))
+            out = out.scatter(rows, pl.select(pl.coalesce(lookups)).to_series())
+        return out.rename("risk")
 
     @property
     def entries(self) -> list[RiskEntry]:
