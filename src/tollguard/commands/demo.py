@@ -221,9 +221,13 @@ def load_demo_store(
 
 def _demo_service(policy: Policy, state_url: str) -> AuthorizeService:
     from tollguard.limits.backends import open_state
-    from tollguard.limits.service import AuthorizeService
+    from tollguard.limits.service import AuthorizeService, Settings
 
-    return AuthorizeService(policy, open_state(state_url))
+    # the simulated businesses are not all in the demo policy: authorize them with
+    # [defaults] (as `serve --allow-unknown-accounts` does)
+    return AuthorizeService(
+        policy, open_state(state_url), settings=Settings(allow_unknown_accounts=True)
+    )
 
 
 def _free_port(host: str, port: int) -> int:
@@ -276,7 +280,8 @@ def serve_dashboard(
         console.print("--no-serve: not serving. Serve it yourself with:")
         console.print(
             f"  tollguard serve --policy {loaded.out}/policy.toml --db {loaded.db_url} "
-            f"--state {loaded.state_url} --dashboard --users {loaded.users_file} --no-auth"
+            f"--state {loaded.state_url} --dashboard --users {loaded.users_file} "
+            "--allow-unknown-accounts --no-auth"
         )
         return
     import uvicorn

@@ -1,0 +1,1 @@
+from tests.web.demodata import demo  # noqa: F401  (session fixture)
