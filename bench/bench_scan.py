@@ -27,11 +27,11 @@ from tollguard.scan import ScanOptions, run_scan
 OUT = Path(__file__).parent / "out"
 
 
-def _data(rows: int) -> Path:
+def _data(rows: int, distinct: int | None = 200_000) -> Path:
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"asterisk-{rows}.csv"
+    path = OUT / f"asterisk-{rows}-{distinct or 'all'}.csv"
     if not path.exists():
-        write_asterisk(path, rows)
+        write_asterisk(path, rows, distinct=distinct)
     return path
 
 
@@ -71,17 +71,24 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=5_000_000)
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-detect", action="store_true")
+    ap.add_argument(
+        "--all-distinct", action="store_true", help="every callee unique (numbering worst case)"
+    )
     ap.add_argument("--child")
     ap.add_argument("--detect", action="store_true")
     args = ap.parse_args()
     if args.child:
         child(Path(args.child), args.detect)
         return
-    path = _data(args.rows)
+    distinct = None if args.all_distinct else 200_000
+    path = _data(args.rows, distinct)
     policy = _policy()
     baseline = _best(lambda: pl.read_csv(path, has_header=False, infer_schema=False))
     plain = _best(lambda: run_scan([path], policy, ScanOptions(detect=False)))
-    print(f"records: {args.rows:,}  file: {path.stat().st_size / 1e6:.0f} MB")
+    print(
+        f"records: {args.rows:,}  distinct callees: {distinct or args.rows:,}  "
+        f"file: {path.stat().st_size / 1e6:.0f} MB"
+    )
     print(f"polars.read_csv (baseline): {baseline:.2f} s")
     print(f"scan (no detection):        {plain:.2f} s = {args.rows / plain:,.0f} records/s")
     print(f"ratio scan / read_csv:      {plain / baseline:.2f}  (target <= 4)")
@@ -90,7 +97,7 @@ def main() -> None:
         print(f"scan with detection:        {detect:.2f} s = {args.rows / detect:,.0f} records/s")
         print(f"ratio detect / no-detect:   {detect / plain:.2f}  (target <= 2)")
     if not args.skip_memory:
-        big = _data(args.big)
+        big = _data(args.big, distinct)
         for det in (False, True):
             small_peak = _child_peak(path, det)["peak_mib"]
             big_peak = _child_peak(big, det)["peak_mib"]

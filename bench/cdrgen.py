@@ -13,7 +13,11 @@ PREFIXES = np.array(
 WEIGHTS = np.array([0.25, 0.15, 0.2, 0.15, 0.05, 0.05, 0.05, 0.05, 0.03, 0.02])
 
 
-def write_asterisk(path: Path, rows: int, accounts: int = 200, seed: int = 7) -> Path:
+def write_asterisk(
+    path: Path, rows: int, accounts: int = 200, seed: int = 7, distinct: int | None = 200_000
+) -> Path:
+    """``distinct`` callee numbers are drawn from a pool (people call the same numbers
+    again); None makes (almost) every callee unique, the worst case for numbering."""
     rng = np.random.default_rng(seed)
     start = np.datetime64("2026-10-01T00:00:00") + np.sort(
         rng.integers(0, 30 * 86400, rows)
@@ -24,8 +28,11 @@ def write_asterisk(path: Path, rows: int, accounts: int = 200, seed: int = 7) ->
     billsec = np.where(answered, np.maximum(duration - ring, 0), 0)
     end = start + duration.astype("timedelta64[s]")
     answer = start + (duration - billsec).astype("timedelta64[s]")
-    pfx = rng.choice(PREFIXES, rows, p=WEIGHTS)
-    num = rng.integers(100_000, 9_999_999, rows).astype(str)
+    pool = rows if distinct is None else min(distinct, rows)
+    pool_pfx = rng.choice(PREFIXES, pool, p=WEIGHTS)
+    pool_num = rng.integers(100_000, 9_999_999, pool).astype(str)
+    pick = rng.integers(0, pool, rows) if distinct is not None else np.arange(rows)
+    pfx, num = pool_pfx[pick], pool_num[pick]
     acc = rng.integers(0, accounts, rows)
     frame = pl.DataFrame(
         {
