@@ -270,6 +270,11 @@ def serve_dashboard(
     for name, password, role in loaded.logins:
         console.print(f"  user [bold]{name}[/bold]  password [bold]{password}[/bold]  ({role})")
     console.print(f"(users in {loaded.users_file}; add more with `tollguard users add`)")
+    if loaded.blocked:
+        console.print(
+            f"The hacked PBX on its worst day: {url}accounts/{loaded.blocked[0]}"
+            f"?day={_busiest_day(loaded)}"
+        )
     console.print(
         f"Daily report: tollguard report daily --account "
         f"{loaded.blocked[0] if loaded.blocked else 'ACCOUNT'} "
