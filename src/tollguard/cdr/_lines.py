@@ -69,50 +69,78 @@ class RawBlock:
         return frame.filter(pl.col("_raw").str.strip_chars() != "")
 
 
+def nth_newline(data: bytes, start: int, n: int) -> int:
+    """Offset of the ``n``-th (1-based) b"\\n" at or after ``start``; it must exist."""
+    if n <= 32:
+        cut = start - 1
+        for _ in range(n):
+            cut = data.index(b"\n", cut + 1)
+        return cut
+    # Vectorized over a window sized from the average line length, grown if short.
+    probe = 1 << 16
+    per_line = probe // max(data.count(b"\n", start, start + probe), 1)
+    window = max(probe, per_line * n * 9 // 8)
+    found = 0
+    while True:
+        end = min(len(data), start + window)
+        part = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+        offsets = np.flatnonzero(part == 10)
+        if found + len(offsets) >= n:
+            return start + int(offsets[n - found - 1])
+        found += len(offsets)
+        start, window = end, window * 2
+
+
 def iter_blocks(path: Path, batch_rows: int) -> Iterator[RawBlock]:
-    """Blocks of at most ``batch_rows`` physical lines (the last line gets a b"\\n")."""
+    """Blocks of at most ``batch_rows`` physical lines (the last line gets a b"\\n").
+
+    Reads are kept as they came; a block is copied out of them once.
+    """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
     first = 1
-    buf, pos, buf_lines = b"", 0, 0  # unread data is buf[pos:], holding buf_lines newlines
-    scan_from, lines_before = 0, 0  # no newline-count-th newline before scan_from
-    eof = False
+    parts: list[bytes] = []  # unread data: parts[0][skip:], parts[1], ...
+    counts: list[int] = []  # newlines in each part (in parts[0] from skip on)
+    skip, pending = 0, 0  # pending = sum(counts)
+    at_start, eof = True, False
     with open_binary(path) as handle:
         while True:
-            if buf_lines < batch_rows and not eof:
-                parts = [buf[pos:]]
-                scan_from, lines_before = len(parts[0]), buf_lines
-                while buf_lines < batch_rows:
-                    data = handle.read(READ_SIZE)
-                    if not data:
-                        eof = True
-                        break
-                    if first == 1 and len(parts) == 1 and not parts[0]:
-                        data = data.removeprefix(BOM_BYTES)
+            while pending < batch_rows and not eof:
+                data = handle.read(READ_SIZE)
+                if not data:
+                    eof = True
+                    break
+                if at_start:
+                    data, at_start = data.removeprefix(BOM_BYTES), False
+                if data:
                     parts.append(data)
-                    buf_lines += data.count(b"\n")
-                buf, pos = b"".join(parts), 0
-                if eof and buf and not buf.endswith(b"\n"):
-                    buf += b"\n"
-                    buf_lines += 1
-            if pos >= len(buf):
+                    counts.append(data.count(b"\n"))
+                    pending += counts[-1]
+            if eof and parts and not parts[-1].endswith(b"\n"):
+                parts.append(b"\n")
+                counts.append(1)
+                pending += 1
+            if not pending:
                 return
-            if buf_lines > batch_rows:
-                if scan_from < pos:
-                    scan_from, lines_before = pos, 0
-                cut = scan_from - 1
-                for _ in range(batch_rows - lines_before):
-                    cut = buf.index(b"\n", cut + 1)
-                block, count = buf[pos : cut + 1], batch_rows
-                pos = scan_from = cut + 1
-                lines_before = 0
-            else:  # exactly batch_rows newlines, or the end of the file
-                last = buf.rindex(b"\n") + 1
-                block, count = buf[pos:last], buf_lines
-                pos = last
-            buf_lines -= count
-            yield RawBlock(block, first, count)
-            first += count
+            want = min(batch_rows, pending)
+            i, taken = 0, 0
+            while taken + counts[i] < want:
+                taken += counts[i]
+                i += 1
+            part = parts[i]
+            cut = nth_newline(part, skip if i == 0 else 0, want - taken) + 1
+            if i == 0:
+                block = part[skip:cut]
+            else:
+                head = memoryview(parts[0])[skip:]
+                block = b"".join([head, *parts[1:i], memoryview(part)[:cut]])
+            if cut == len(part):
+                parts, counts, skip = parts[i + 1 :], counts[i + 1 :], 0
+            else:
+                parts, counts, skip = parts[i:], [counts[i] - (want - taken), *counts[i + 1 :]], cut
+            pending -= want
+            yield RawBlock(block, first, want)
+            first += want
 
 
 def sample_lines(path: Path, limit: int = 50) -> list[tuple[int, str]]:

@@ -164,13 +164,16 @@ def split_block(
     Taken only when every line is well-formed; otherwise None, and the caller reads the
     block line by line, which explains each bad line. Polars refuses rows with too many
     fields, lines with unbalanced quotes (row count changes) and invalid UTF-8. Rows
-    with too few fields leave the last column empty; when some last value is empty, the
+    with too few fields leave the last column null; when some last value is null, the
     separators in the block must equal (width - 1) per non-blank line plus the
-    separators inside quoted values.
+    separators inside quoted values. Unquoted empty values are null in the result
+    (``normalize`` treats null and empty alike).
     """
     if len(separator) != 1 or separator == '"':
         return None
     width = len(names)
+    if block.first_line + block.lines >= 1 << 32:
+        return None  # the row index is 32-bit
     try:
         parsed = pl.read_csv(
             block.data,
@@ -179,17 +182,20 @@ def split_block(
             quote_char='"',
             infer_schema=False,
             new_columns=names,
-            empty_string_is_null=False,
             raise_if_empty=False,
+            # Numbered by Polars, in the same chunks as the fields (no realignment).
+            row_index_name="_line",
+            row_index_offset=block.first_line,
         )
     except (pl.exceptions.PolarsError, ValueError):
         return None
-    if parsed.height != block.lines or parsed.width != width:
+    if parsed.height != block.lines or parsed.width != width + 1:
         return None
-    # A short row (or a blank line) leaves its last column empty; without any empty last
-    # value there is nothing to count.
+    # A short row (or a blank line) leaves its last column null, as does an unquoted
+    # empty value (a quoted one reads as ""); without a null last value there is
+    # nothing to count.
     deficit = 0
-    if parsed.select((pl.col(names[-1]) == "").any()).item():
+    if parsed.get_column(names[-1]).null_count():
         inside = parsed.select(
             pl.sum_horizontal(
                 [pl.col(c).str.count_matches(separator, literal=True).cast(pl.Int64) for c in names]
@@ -199,10 +205,7 @@ def split_block(
             block.lines * (width - 1) + int(inside or 0) - block.data.count(separator.encode())
         )
     raw = BlockRaw(block)
-    lines = pl.int_range(
-        block.first_line, block.first_line + block.lines, dtype=pl.Int64, eager=True
-    )
-    frame = parsed.with_columns(lines.alias("_line"))
+    frame = parsed.with_columns(pl.col("_line").cast(pl.Int64))
     if deficit:
         if width == 1:
             return None

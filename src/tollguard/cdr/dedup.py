@@ -5,9 +5,9 @@ batch adds one run; runs of similar size are merged (like an LSM tree), so there
 at most ~log2(n) runs and lookups are binary searches. Memory is 8 bytes per distinct
 record plus a transient copy while merging.
 
-Within a frame, ids are compared exactly (first occurrence wins); against earlier
-frames, by hash. Two different ids share a 64-bit hash with probability about
-n^2 / 2^65 (1e-3 at 190 million records); such a pair would drop the later record.
+Ids are compared by hash, within a frame (first occurrence wins) and against earlier
+frames. Two different ids share a 64-bit hash with probability about n^2 / 2^65
+(1e-3 at 190 million records); such a pair would drop the later record.
 The hash is Polars' own and is stable within one process, which is all an in-memory
 deduplicator needs.
 """
@@ -52,14 +52,14 @@ class Deduplicator:
             seen |= run[pos] == hashes
         return seen
 
-    def _add(self, hashes: U64) -> None:
-        run = np.unique(hashes)  # sorted, distinct
+    def _add_run(self, run: U64) -> None:
+        """Remember ``run`` (sorted, distinct, none remembered yet)."""
         self._runs.append(run)
         while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
             newer = self._runs.pop()
             older = self._runs.pop()
             merged = np.concatenate((older, newer))
-            merged.sort(kind="stable")
+            merged.sort(kind="stable")  # two sorted runs: a linear merge
             self._runs.append(merged)
 
     def filter(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -69,12 +69,18 @@ class Deduplicator:
         ids = frame.get_column(self.column)
         if ids.null_count():
             raise ValueError(f"{ids.null_count()} record(s) without {self.column}")
-        first = ids.is_first_distinct().to_numpy()
         hashes = self._hashes(ids)
+        ordered = np.sort(hashes)
+        # The usual case: no repeats inside the frame, none seen before. The sorted
+        # hashes are then the new run as they are.
+        if not (ordered[1:] == ordered[:-1]).any() and not self._seen(ordered).any():
+            self._add_run(ordered)
+            return frame, 0
+        first = pl.Series(hashes).is_first_distinct().to_numpy()
         keep = first & ~self._seen(hashes)
-        kept_hashes = hashes[keep]
-        if len(kept_hashes):
-            self._add(kept_hashes)
+        kept = np.sort(hashes[keep])
+        if len(kept):
+            self._add_run(kept)
         dropped = int(frame.height - int(keep.sum()))
         if dropped == 0:
             return frame, 0

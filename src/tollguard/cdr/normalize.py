@@ -60,6 +60,55 @@ def _localize(naive: pl.Expr, tz: str, ambiguous: Literal["earliest", "latest"])
     ).dt.convert_time_zone("UTC")
 
 
+_HOUR_US = 3_600_000_000
+
+
+def _hour_offsets(first: int, count: int, tz: str) -> pl.Series:
+    """UTC offset (microseconds) of each local hour ``first ..`` (hours since the epoch).
+
+    Null for an hour whose first and last microsecond do not both read the same way,
+    earliest and latest: a DST change, a gap or an overlap falls in it.
+    """
+    start = pl.int_range(first, first + count, dtype=pl.Int64, eager=True) * _HOUR_US
+    hours = pl.DataFrame({"s": start.cast(pl.Datetime("us")), "e": (start + _HOUR_US - 1)})
+    hours = hours.with_columns(pl.col("e").cast(pl.Datetime("us")))
+    offsets = [
+        pl.col(edge).to_physical() - _localize(pl.col(edge), tz, ambiguous).to_physical()  # type: ignore[arg-type]
+        for edge in ("s", "e")
+        for ambiguous in ("earliest", "latest")
+    ]
+    same = pl.all_horizontal([o == offsets[0] for o in offsets[1:]])
+    return hours.select(pl.when(same).then(offsets[0])).to_series()
+
+
+def local_to_utc(naive: pl.Series, tz: str) -> pl.Series:
+    """``_localize(naive, tz, "earliest")``, with the offset looked up per local hour.
+
+    Times in an hour with a DST change (or any other change of offset) are converted
+    one by one, as are all times when they spread over more hours than there are times.
+    """
+    if tz == "UTC" or naive.len() == 0:
+        return naive.dt.replace_time_zone("UTC")
+
+    def exact(values: pl.Series) -> pl.Series:
+        return values.to_frame().select(_localize(pl.first(), tz, "earliest")).to_series()
+
+    local = naive.to_physical()
+    hours = local // _HOUR_US
+    low, high = hours.min(), hours.max()
+    if not isinstance(low, int) or not isinstance(high, int):
+        return exact(naive)  # no times at all
+    first, last = low, high
+    if last - first >= naive.len():
+        return exact(naive)
+    offset = _hour_offsets(first, last - first + 1, tz).gather(hours - first)
+    utc = (local - offset).cast(UTC_DATETIME).rename(naive.name)
+    odd = offset.is_null() & naive.is_not_null()
+    if odd.any():
+        utc = utc.scatter(odd.arg_true(), exact(naive.filter(odd)))
+    return utc
+
+
 def _epoch(text: pl.Expr) -> pl.Expr:
     number = text.cast(pl.Float64, strict=False)
     seconds = pl.when(text.str.contains(r"^\d{1,11}(?:\.\d+)?$")).then(
@@ -141,24 +190,24 @@ def _checks(conv: Conversion) -> list[tuple[pl.Expr, pl.Expr]]:
     tz = pl.lit(conv.timezone)
     out: list[tuple[pl.Expr, pl.Expr]] = [
         (pl.col("_reason").is_not_null(), pl.col("_reason")),
-        (pl.col("_start_t").is_null(), pl.lit("no start time")),
+        (~pl.col("_start_p"), pl.lit("no start time")),
     ]
     for c in TIMES:
-        t, n, f, v = (pl.col(f"_{c}_{k}") for k in "tnfv")
+        p, n, f, v = (pl.col(f"_{c}_{k}") for k in "pnfv")
         gap = n.is_not_null() & f.is_null() & v.is_null()
         out.append(
             (gap, pl.format("{} time '{}' does not exist in {} (skipped by the DST change)",
                             pl.lit(c), pl.col(c), tz))
         )  # fmt: skip
         out.append(
-            (t.is_not_null() & v.is_null(),
+            (p & v.is_null(),
              pl.format("{} time '{}' is not a date/time I can read", pl.lit(c), pl.col(c)))
         )  # fmt: skip
     labels = {"duration": "duration", "billsec": "billsec", "setup_seconds": "setup time"}
     for c, parsed in SECONDS.items():
-        text, value = pl.col(f"_{c}_t"), pl.col(parsed)
+        present, value = pl.col(f"_{c}_p"), pl.col(parsed)
         out.append(
-            (text.is_not_null() & value.is_null(),
+            (present & value.is_null(),
              pl.format("{} '{}' is not a number of seconds", pl.lit(labels[c]), pl.col(c)))
         )  # fmt: skip
         out.append((value < 0, pl.format("negative {} {}", pl.lit(labels[c]), value)))
@@ -208,41 +257,97 @@ def _later_readings(frame: pl.DataFrame, conv: Conversion) -> pl.DataFrame:
     )
 
 
+def _time_text(column: str) -> pl.Expr:
+    text = _blank_to_null(pl.col(column))
+    return pl.when(text != "0").then(text)  # FreeSWITCH/Kamailio write 0 for "never"
+
+
+def _fixed_format(conv: Conversion) -> str | None:
+    """The strftime format when times are naive and in one known format."""
+    fmt = conv.time_format
+    if fmt == FLEXIBLE or "%z" in fmt or "%:z" in fmt:
+        return None
+    return fmt
+
+
+def _parse_fields(frame: pl.DataFrame, conv: Conversion) -> pl.DataFrame:
+    """Add, per time column, ``_{c}_p`` (a time was written), ``_{c}_n`` (naive local)
+    and ``_{c}_f`` (UTC, from an offset or epoch); per seconds column ``_{c}_p`` and the
+    whole seconds (``SECONDS``).
+
+    The text is first read as written (no stripping, no fallbacks), which is all a
+    well-formed file needs; a column where some value does not read that way, other
+    than an empty value or ``0`` for a time, is read the general way instead, with
+    the same results.
+    """
+    fmt = _fixed_format(conv)
+    quick: dict[str, pl.Expr] = {}
+    if fmt is not None:
+        for c in TIMES:
+            quick[f"_{c}_n"] = pl.col(c).str.to_datetime(
+                fmt, time_unit="us", strict=False, cache=False
+            )
+    for c, parsed in SECONDS.items():
+        quick[parsed] = pl.col(c).cast(pl.Int64, strict=False)
+    tried = frame.with_columns(**quick)
+    absent = {c: ["", "0"] if c in TIMES else [""] for c in (*TIMES, *SECONDS)}
+    misses = tried.select(
+        **{
+            c: (pl.col(name).is_null() & ~pl.col(c).is_in(absent[c]).fill_null(True)).any()
+            for c, name in [(c, f"_{c}_n") for c in TIMES if fmt is not None]
+            + list(SECONDS.items())
+        }
+    ).row(0, named=True)
+    exprs: list[pl.Expr] = []
+    for c in TIMES:
+        if fmt is not None and not misses[c]:
+            exprs += [
+                pl.col(f"_{c}_n").is_not_null().alias(f"_{c}_p"),
+                pl.lit(None, UTC_DATETIME).alias(f"_{c}_f"),
+            ]
+            continue
+        text = _time_text(c)
+        naive, fixed = _naive_and_fixed(text, conv.time_format)
+        exprs += [
+            text.is_not_null().alias(f"_{c}_p"),
+            naive.alias(f"_{c}_n"),
+            fixed.alias(f"_{c}_f"),
+        ]
+    for c, parsed in SECONDS.items():
+        if not misses[c]:
+            exprs.append(pl.col(parsed).is_not_null().alias(f"_{c}_p"))
+            continue
+        text = _blank_to_null(pl.col(c))
+        exprs += [text.is_not_null().alias(f"_{c}_p"), _parse_seconds(text).alias(parsed)]
+    return tried.with_columns(exprs)
+
+
 def normalize(
     frame: pl.DataFrame, conv: Conversion, raw: RawSource
 ) -> tuple[pl.DataFrame, list[QuarantinedLine]]:
     """Records (RECORD_SCHEMA) and quarantined lines from canonical text fields."""
     missing = [c for c in CANONICAL_FIELDS if c not in frame.columns]
+    if "_reason" not in frame.columns:
+        missing.append("_reason")
     if missing:
         frame = frame.with_columns([pl.lit(None, pl.String).alias(c) for c in missing])
-    if "_reason" not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, pl.String).alias("_reason"))
 
-    stage_a: list[pl.Expr] = [_blank_to_null(pl.col("disposition")).alias("_cause")]
-    for c in TIMES:
-        text = _blank_to_null(pl.col(c))
-        text = pl.when(text != "0").then(text)  # FreeSWITCH/Kamailio write 0 for "never"
-        stage_a.append(text.alias(f"_{c}_t"))
-    for c in SECONDS:
-        stage_a.append(_blank_to_null(pl.col(c)).alias(f"_{c}_t"))
-    stage_b: list[pl.Expr] = []
-    for c in TIMES:
-        naive, fixed = _naive_and_fixed(pl.col(f"_{c}_t"), conv.time_format)
-        stage_b += [naive.alias(f"_{c}_n"), fixed.alias(f"_{c}_f")]
-    for c, parsed in SECONDS.items():
-        stage_b.append(_parse_seconds(pl.col(f"_{c}_t")).alias(parsed))
-    stage_c = [
-        pl.coalesce(
-            pl.col(f"_{c}_f"), _localize(pl.col(f"_{c}_n"), conv.timezone, "earliest")
-        ).alias(f"_{c}_v")
-        for c in TIMES
+    work = _parse_fields(frame, conv)
+    local = [
+        local_to_utc(work.get_column(f"_{c}_n"), conv.timezone).alias(f"_{c}_v") for c in TIMES
     ]
-    work = frame.with_columns(stage_a).with_columns(stage_b).with_columns(stage_c)
+    work = work.with_columns(local).with_columns(
+        _blank_to_null(pl.col("disposition")).alias("_cause"),
+        *[pl.coalesce(pl.col(f"_{c}_f"), pl.col(f"_{c}_v")).alias(f"_{c}_v") for c in TIMES],
+    )
     work = _later_readings(work, conv)
 
     s, b0 = pl.col("_start_v"), pl.col("_billsec0")
+    answered = pl.col("_disp") == ANSWERED
+    checks = _checks(conv)
     work = (
-        work.with_columns(
+        work.lazy()
+        .with_columns(
             _duration1=pl.coalesce(
                 pl.col("_duration0"), _ceil_seconds(pl.col("_end_v") - s), pl.col("_setup") + b0, b0
             )
@@ -260,28 +365,27 @@ def normalize(
                 conv.disposition, pl.col("_cause"), b0, pl.col("_answer_v").is_not_null()
             ),
         )
-    )
-    answered = pl.col("_disp") == ANSWERED
-    # Answered, but no answer time written or derivable: answered at start.
-    work = work.with_columns(
-        _answer3=pl.when(answered).then(pl.coalesce(pl.col("_answer2"), s))
-    ).with_columns(
-        _billsec1=pl.when(answered)
-        .then(
-            pl.coalesce(
-                b0, _ceil_seconds(pl.col("_end2") - pl.col("_answer3")), pl.lit(0, pl.Int64)
+        # Answered, but no answer time written or derivable: answered at start.
+        .with_columns(_answer3=pl.when(answered).then(pl.coalesce(pl.col("_answer2"), s)))
+        .with_columns(
+            _billsec1=pl.when(answered)
+            .then(
+                pl.coalesce(
+                    b0, _ceil_seconds(pl.col("_end2") - pl.col("_answer3")), pl.lit(0, pl.Int64)
+                )
             )
+            .otherwise(pl.lit(0, pl.Int64))
         )
-        .otherwise(pl.lit(0, pl.Int64))
-    )
-    checks = _checks(conv)
-    work = work.with_columns(_bad=pl.any_horizontal([cond.fill_null(False) for cond, _ in checks]))
-    bad = work.filter(pl.col("_bad")).select(
-        "_line",
-        pl.coalesce([pl.when(cond).then(msg) for cond, msg in checks]).alias("_problem"),
+        .with_columns(_bad=pl.any_horizontal([cond.fill_null(False) for cond, _ in checks]))
+        .collect()
     )
     quarantined: list[QuarantinedLine] = []
-    if bad.height:
+    good = work.lazy()
+    if work.get_column("_bad").any():
+        bad = work.filter(pl.col("_bad")).select(
+            "_line",
+            pl.coalesce([pl.when(cond).then(msg) for cond, msg in checks]).alias("_problem"),
+        )
         numbers = bad.get_column("_line").to_list()
         quarantined = [
             QuarantinedLine(conv.source_file, line, reason or "unreadable line", text)
@@ -289,42 +393,47 @@ def normalize(
                 numbers, bad.get_column("_problem").to_list(), raw.lines(numbers), strict=True
             )
         ]
-    good = work.filter(~pl.col("_bad"))
+        good = good.filter(~pl.col("_bad"))
     uid = _blank_to_null(pl.col("unique_id"))
     seq = _blank_to_null(pl.col("sequence"))
-    good = good.with_columns(
-        _uid=pl.when(seq.is_not_null() & uid.is_not_null())
+    uid = (
+        pl.when(seq.is_not_null() & uid.is_not_null())
         .then(pl.concat_str([uid, pl.lit("/"), seq]))
         .otherwise(uid)
     )
-    need_hash = good.get_column("_uid").is_null()
-    if need_hash.any():
-        numbers = good.get_column("_line").filter(need_hash).to_list()
-        hashed = pl.Series(
-            [f"h:{content_hash(line)}" for line in raw.lines(numbers)], dtype=pl.String
-        )
-        good = good.with_columns(
-            good.get_column("_uid").scatter(need_hash.arg_true(), hashed).alias("_uid")
-        )
-    record_id = pl.concat_str([pl.lit(conv.source + ":"), pl.col("_uid")])
-    if "_record_id" in good.columns:
+    prefix = conv.source + ":"
+    record_id = pl.concat_str([pl.lit(prefix), uid])
+    if "_record_id" in work.columns:
         record_id = pl.coalesce(_blank_to_null(pl.col("_record_id")), record_id)
-    records = good.select(
-        record_id=record_id,
-        source=pl.lit(conv.source, pl.String),
-        account=_text("account").str.strip_chars(),
-        caller=_text("caller").str.strip_chars(),
-        callee=_text("callee").str.strip_chars(),
-        start=pl.col("_start_v"),
-        answer=pl.col("_answer3"),
-        end=pl.col("_end2"),
-        duration=pl.col("_duration1").cast(pl.Int64),
-        billsec=pl.col("_billsec1").cast(pl.Int64),
-        disposition=pl.col("_disp"),
-        hangup_cause=pl.col("_cause").fill_null(""),
-        channel=_text("channel"),
-        dst_channel=_text("dst_channel"),
-        source_file=pl.lit(conv.source_file, pl.String),
-        source_line=pl.col("_line").cast(pl.Int64),
-    ).cast(RECORD_SCHEMA)  # type: ignore[arg-type]
+    records = (
+        good.select(
+            record_id=record_id,
+            source=pl.lit(conv.source, pl.String),
+            account=_text("account").str.strip_chars(),
+            caller=_text("caller").str.strip_chars(),
+            callee=_text("callee").str.strip_chars(),
+            start=pl.col("_start_v"),
+            answer=pl.col("_answer3"),
+            end=pl.col("_end2"),
+            duration=pl.col("_duration1").cast(pl.Int64),
+            billsec=pl.col("_billsec1").cast(pl.Int64),
+            disposition=pl.col("_disp"),
+            hangup_cause=pl.col("_cause").fill_null(""),
+            channel=_text("channel"),
+            dst_channel=_text("dst_channel"),
+            source_file=pl.lit(conv.source_file, pl.String),
+            source_line=pl.col("_line").cast(pl.Int64),
+        )
+        .cast(RECORD_SCHEMA)  # type: ignore[arg-type]
+        .collect()
+    )
+    ids = records.get_column("record_id")
+    if ids.null_count():
+        # No unique id: the id is a hash of the line's content.
+        need_hash = ids.is_null()
+        numbers = records.get_column("source_line").filter(need_hash).to_list()
+        hashed = pl.Series(
+            [f"{prefix}h:{content_hash(line)}" for line in raw.lines(numbers)], dtype=pl.String
+        )
+        records = records.with_columns(ids.scatter(need_hash.arg_true(), hashed))
     return records, quarantined

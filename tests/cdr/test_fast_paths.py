@@ -1,0 +1,127 @@
+"""The reader's shortcuts give exactly what the general way gives."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from cdr_testlib import read_all, row, utc, write
+from polars.testing import assert_frame_equal, assert_series_equal
+
+from tollguard.cdr.normalize import _localize, local_to_utc
+from tollguard.policy import DialingContext
+
+AMS = DialingContext(timezone="Europe/Amsterdam")
+
+
+def exact(naive: pl.Series, tz: str) -> pl.Series:
+    return naive.to_frame().select(_localize(pl.first(), tz, "earliest")).to_series()
+
+
+@pytest.mark.parametrize(
+    "tz",
+    [
+        "Europe/Amsterdam",
+        "America/St_Johns",  # -03:30 / -02:30
+        "Australia/Lord_Howe",  # DST of 30 minutes
+        "Asia/Kathmandu",  # +05:45
+        "America/Sao_Paulo",  # (former) DST changes at midnight
+        "America/New_York",
+        "UTC",
+    ],
+)
+def test_offset_per_hour_equals_time_by_time(tz: str) -> None:
+    start = datetime(2017, 1, 1)
+    # Every 7 minutes 13 seconds for two years: every DST change, gap and overlap.
+    times: list[datetime | None] = [
+        start + timedelta(seconds=433 * i) for i in range(2 * 365 * 86400 // 433)
+    ]
+    times[5] = None
+    naive = pl.Series("t", times, dtype=pl.Datetime("us"))
+    assert_series_equal(local_to_utc(naive, tz), exact(naive, tz))
+    assert local_to_utc(naive, tz).name == "t"
+
+
+def test_offset_lookup_falls_back_when_times_are_spread_or_missing() -> None:
+    tz = "Europe/Amsterdam"
+    spread = pl.Series(
+        "t", [datetime(1970, 1, 1), datetime(2026, 10, 25, 2, 30), None], dtype=pl.Datetime("us")
+    )
+    assert_series_equal(local_to_utc(spread, tz), exact(spread, tz))
+    missing = pl.Series("t", [None, None], dtype=pl.Datetime("us"))
+    assert_series_equal(local_to_utc(missing, tz), exact(missing, tz))
+    empty = pl.Series("t", [], dtype=pl.Datetime("us"))
+    assert_series_equal(local_to_utc(empty, tz), exact(empty, tz))
+
+
+def ast(uid: str, **over: str) -> str:
+    f = {
+        "account": '"acc1"',
+        "start": '"2024-02-01 10:00:00"',
+        "answer": '"2024-02-01 10:00:02"',
+        "end": '"2024-02-01 10:00:32"',
+        "duration": "32",
+        "billsec": "30",
+        "disposition": '"ANSWERED"',
+        "userfield": '""',
+        **over,
+    }
+    return (
+        f'{f["account"]},"100","0201234567","ctx","""A"" <100>","SIP/100-1","SIP/gw-2",'
+        f'"Dial","x,y",{f["start"]},{f["answer"]},{f["end"]},{f["duration"]},{f["billsec"]},'
+        f'{f["disposition"]},"DOCUMENTATION","{uid}",{f["userfield"]}'
+    )
+
+
+def both_paths(path: Path, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> pl.DataFrame:
+    """Read ``path`` the fast way and line by line; they must agree."""
+    import tollguard.cdr.read as read_module
+
+    fast: pl.DataFrame
+    fast, fast_q, _ = read_all(path, **kwargs)
+    with monkeypatch.context() as patch:
+        patch.setattr(read_module, "split_block", lambda *a: None)
+        slow, slow_q, _ = read_all(path, **kwargs)
+    assert_frame_equal(fast, slow)
+    assert fast_q == slow_q
+    return fast
+
+
+def test_unquoted_empty_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = [
+        ast("1.1", account="", userfield=""),
+        ast("1.2", answer="", billsec="0", disposition='"NO ANSWER"', userfield=""),
+        ast("1.3"),
+    ]
+    frame = both_paths(write(tmp_path / "m.csv", lines), monkeypatch, ctx=AMS)
+    assert frame.get_column("account").to_list() == ["", "acc1", "acc1"]
+    assert row(frame, 2)["answer"] is None
+
+
+def test_values_that_need_the_general_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [
+        ast("2.1", start='" 2024-02-01 10:00:00 "', billsec='" 30"'),
+        ast("2.2", duration='"32.5"', billsec="30.2"),
+        ast("2.3", answer='"0"', billsec="0", disposition='"NO ANSWER"'),
+        ast("2.4", end='"   "'),
+        ast("2.5", start='"2024-02-30 10:00:00"'),
+        ast("2.6"),
+    ]
+    path = write(tmp_path / "m.csv", lines)
+    frame = both_paths(path, monkeypatch, ctx=AMS)
+    # One line per batch: the ordinary lines are read the quick way, the others the
+    # general way; in one batch, every column with an odd value is read the general way.
+    single, single_q, _ = read_all(path, ctx=AMS, batch_rows=1)
+    assert_frame_equal(single, frame)
+    assert single_q == read_all(path, ctx=AMS)[1]
+    assert row(frame, 1)["start"] == utc("2024-02-01 09:00:00")
+    assert row(frame, 1)["billsec"] == 30
+    assert (row(frame, 2)["duration"], row(frame, 2)["billsec"]) == (33, 31)
+    assert row(frame, 3)["answer"] is None
+    assert row(frame, 4)["end"] == utc("2024-02-01 09:00:32")  # start + duration
+    assert frame.get_column("source_line").to_list() == [1, 2, 3, 4, 6]
