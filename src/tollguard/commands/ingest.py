@@ -57,25 +57,54 @@ def ingest(
     poll: Annotated[float, typer.Option(help="Seconds between looks at an idle file.")] = 0.5,
     utc: Annotated[bool, typer.Option("--utc", help="CDR times are UTC, not local.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the totals as JSON.")] = False,
+    detect: Annotated[
+        bool | None,
+        typer.Option(
+            "--detect/--no-detect",
+            help="Run new records through the detection engine and file alerts into cases "
+            "(default: on when --policy is given).",
+        ),
+    ] = None,
+    alerts_out: Annotated[
+        Path | None, typer.Option(help="Also append the alerts to this JSON Lines file.")
+    ] = None,
+    warmup_days: Annotated[
+        float,
+        typer.Option(
+            help="With detection: replay the stored records of the last N days through the "
+            "engine at startup (0: start empty)."
+        ),
+    ] = 7.0,
 ) -> None:
     """Store every record exactly once, durably; resume where it stopped after a crash."""
     if (watch is None) == (nats_url is None):
         fail("give exactly one source: --watch FILE or --nats URL", "tollguard ingest --help")
     if batch < 1:
         fail("--batch must be at least 1")
+    if warmup_days < 0:
+        fail("--warmup-days must be 0 or more")
+    detect = policy is not None if detect is None else detect
+    if alerts_out is not None and not detect:
+        fail("--alerts-out needs detection (--detect)")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     pol = load_policy_with_overrides(policy)
 
     from sqlalchemy.exc import SQLAlchemyError
 
     from tollguard.ingest.core import Ingestor
+    from tollguard.ingest.live import LiveDetection
     from tollguard.store.engine import make_engine
-    from tollguard.store.migrate import ensure_schema
+    from tollguard.store.migrate import ensure_schema, upgrade
 
     engine = make_engine(db)
+    live: LiveDetection | None = None
     try:
         ensure_schema(engine)
-        ingestor = Ingestor(engine, pol, rates=rates, fmt=fmt, assume_utc=utc)
+        if detect:
+            upgrade(engine)  # the cases tables (0002_cases) live in the same database
+            live = LiveDetection(engine, pol, alerts_out=alerts_out)
+            live.warm_up(warmup_days)
+        ingestor = Ingestor(engine, pol, rates=rates, fmt=fmt, assume_utc=utc, on_new=live)
     except SQLAlchemyError as exc:
         fail(f"database: {exc}", "is the database reachable? run `tollguard db upgrade`")
     except (ValueError, OSError, RuntimeError) as exc:
@@ -91,7 +120,11 @@ def ingest(
     except (ValueError, OSError) as exc:
         fail(str(exc))
     finally:
+        if live is not None:
+            live.close()
         engine.dispose()
+    if live is not None:
+        summary["detection"] = live.stats.to_dict()
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(summary) + b"\n")
     else:
@@ -99,6 +132,12 @@ def ingest(
             f"{summary['inserted']:,} records stored, {summary['duplicates']:,} duplicates, "
             f"{summary['rejected']:,} lines quarantined"
         )
+        if live is not None:
+            st = live.stats
+            console.print(
+                f"detection: {st.records:,} new records, {st.alerts:,} alerts, "
+                f"{st.cases_opened:,} cases opened ({st.warmup_records:,} replayed at start)"
+            )
 
 
 def _stop_on_signals(callback: object) -> None:

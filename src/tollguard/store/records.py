@@ -15,16 +15,16 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import Connection, Engine, Table, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tollguard.cdr.model import NUMBERING_SCHEMA, RATING_SCHEMA, RECORD_SCHEMA
+from tollguard.cdr.model import NUMBERING_SCHEMA, RATING_SCHEMA, RECORD_SCHEMA, UTC_DATETIME
 from tollguard.cdr.quarantine import QuarantinedLine
 from tollguard.policy import Policy
 from tollguard.store.schema import (
@@ -232,12 +232,52 @@ def record_batch(
     )
 
 
+_FRAME_SCHEMA: dict[str, pl.DataType] = {**RECORD_SCHEMA, **NUMBERING_SCHEMA, **RATING_SCHEMA}
+
+
+def latest_start(engine: Engine) -> datetime | None:
+    """Start of the newest stored call (UTC), or None for an empty store."""
+    with engine.connect() as conn:
+        value = conn.execute(select(func.max(rated_records.c.start))).scalar_one_or_none()
+    if isinstance(value, str):  # SQLite aggregate: the stored text
+        value = datetime.fromisoformat(value)
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def load_rated_frames(
+    engine: Engine, since: datetime, *, chunk: int = 50_000
+) -> Iterator[pl.DataFrame]:
+    """Stored records whose call started at or after ``since``, in call-end order, as
+    rated frames (RECORD + NUMBERING + RATING columns), ``chunk`` rows at a time."""
+    cols = [rated_records.c[name] for name in FRAME_COLUMNS]
+    query = (
+        select(*cols)
+        .where(rated_records.c.start >= since.astimezone(UTC))
+        .order_by(rated_records.c.end, rated_records.c.record_id)
+    )
+    times = [i for i, name in enumerate(FRAME_COLUMNS) if _FRAME_SCHEMA[name] == UTC_DATETIME]
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk).execute(query)
+        for part in result.partitions(chunk):
+            rows = [list(row) for row in part]
+            for row in rows:
+                for i in times:
+                    value = row[i]
+                    if value is not None and value.tzinfo is None:  # SQLite: naive UTC
+                        row[i] = value.replace(tzinfo=UTC)
+            yield pl.DataFrame(rows, schema=_FRAME_SCHEMA, orient="row")
+
+
 __all__ = [
     "FRAME_COLUMNS",
     "STORED_COLUMNS",
     "QuarantineEntry",
     "insert_quarantined",
     "insert_rated",
+    "latest_start",
+    "load_rated_frames",
     "local_day_expr",
     "new_batch_id",
     "rated_records",
