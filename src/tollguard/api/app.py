@@ -50,6 +50,7 @@ from tollguard.limits.state import CallState
 
 if TYPE_CHECKING:
     from tollguard.cases.service import CaseService
+    from tollguard.ingest.core import Ingestor
 
 log = logging.getLogger("tollguard.api")
 
@@ -223,9 +224,11 @@ def create_app(
     engine: Any = None,
     cases: "CaseService | None" = None,
     web: "APIRouter | None" = None,
+    ingestor: "Ingestor | None" = None,
 ) -> FastAPI:
     """Build the API over a service. ``keyring`` None or empty: no authentication (dev).
-    ``web``: the dashboard's pages (``tollguard.web.app.Dashboard(...).router``)."""
+    ``web``: the dashboard's pages (``tollguard.web.app.Dashboard(...).router``).
+    ``ingestor``: POST /v1/cdrs stores records durably first; only new ones are detected."""
     keys = keyring or Keyring.open()
     metrics = Metrics.create()
     engine_box: dict[str, Any] = {"engine": engine}
@@ -481,7 +484,11 @@ def create_app(
         ]
         bad = {x["record_id"] for x in rejected}
         accepted = [r for r in records if r.record_id not in bad]
-        alerts, blocked = _detect(service, engine_box, accepted, key)
+        fresh, stored = accepted, None
+        if ingestor is not None and accepted:  # durable, idempotent by record id
+            result, fresh = await asyncio.to_thread(ingestor.store_new, accepted, "api")
+            stored = {"inserted": result.inserted, "duplicates": result.duplicates}
+        alerts, blocked = _detect(service, engine_box, fresh, key)
         if cases is not None:
             for alert in alerts:
                 cases.ingest(Alert.from_dict(alert))
@@ -490,6 +497,7 @@ def create_app(
                 "accepted": len(accepted),
                 "rejected": rejected,
                 "quarantined": quarantined,
+                "stored": stored,
                 "engine": engine_box["engine"] is not None,
                 "alerts": alerts,
                 "blocked": blocked,
