@@ -63,7 +63,8 @@ def serve(
     db: Annotated[
         str | None,
         typer.Option(
-            help="Database for alerts and cases (sqlite:///tollguard.db, postgresql+psycopg://...)."
+            help="Database for CDRs posted to /v1/cdrs (stored once), alerts and cases "
+            "(sqlite:///tollguard.db, postgresql+psycopg://...)."
             " Default: $TOLLGUARD_DATABASE_URL; without it, cases are off."
         ),
     ] = None,
@@ -125,18 +126,24 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     cases = None
+    ingestor = None
     db_url = db or os.environ.get("TOLLGUARD_DATABASE_URL")
     if db_url:
         from tollguard.cases.service import CaseService
+        from tollguard.ingest.core import Ingestor
         from tollguard.store.engine import make_engine
         from tollguard.store.migrate import upgrade
 
         upgrade(db_url)
-        cases = CaseService(make_engine(db_url), policy=pol)
+        store = make_engine(db_url)
+        cases = CaseService(store, policy=pol)
+        ingestor = Ingestor(store, pol, rates=service.rates.default_rates)  # POST /v1/cdrs
     web = None
     if dashboard:
         web = _dashboard(service, cases, users, secure_cookies)
-    app = create_app(service, keyring, sweep_interval_s=sweep_interval, cases=cases, web=web)
+    app = create_app(
+        service, keyring, sweep_interval_s=sweep_interval, cases=cases, web=web, ingestor=ingestor
+    )
     typer.echo(f"tollguard serve on http://{host}:{port} (state {url.split('@')[-1]})", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
     backend.close()
