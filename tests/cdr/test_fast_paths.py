@@ -125,3 +125,32 @@ def test_values_that_need_the_general_reading(
     assert row(frame, 3)["answer"] is None
     assert row(frame, 4)["end"] == utc("2024-02-01 09:00:32")  # start + duration
     assert frame.get_column("source_line").to_list() == [1, 2, 3, 4, 6]
+
+
+def test_prefetch_keeps_order_errors_and_stops_early() -> None:
+    import threading
+    from collections.abc import Iterator
+
+    from tollguard.cdr._lines import prefetch
+
+    closed: list[bool] = []
+
+    def items(fail: bool) -> Iterator[int]:
+        try:
+            yield from range(5)
+            if fail:
+                raise EOFError("cut short")
+        finally:
+            closed.append(True)
+
+    assert list(prefetch(items(False))) == [0, 1, 2, 3, 4]
+    got: list[int] = []
+    with pytest.raises(EOFError, match="cut short"):
+        for item in prefetch(items(True)):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+    early = prefetch(items(False))
+    assert next(early) == 0
+    early.close()  # the worker is told to stop and the source is closed
+    assert closed == [True, True, True]
+    assert not [t for t in threading.enumerate() if t.name == "tollguard-prefetch"]

@@ -7,11 +7,14 @@ A record is one physical line: a quoted field cannot span lines (no switch write
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import polars as pl
@@ -20,13 +23,18 @@ GZIP_MAGIC = b"\x1f\x8b"
 BOM = "\ufeff"
 BOM_BYTES = b"\xef\xbb\xbf"
 READ_SIZE = 1 << 23
+T = TypeVar("T")
+
+
+def is_gzip(path: Path) -> bool:
+    """Gzip-compressed (recognised by content, not by suffix)."""
+    with path.open("rb") as probe:
+        return probe.read(2) == GZIP_MAGIC
 
 
 def open_binary(path: Path) -> BinaryIO:
     """Open plain or gzip-compressed files (recognised by content, not by suffix)."""
-    with path.open("rb") as probe:
-        magic = probe.read(2)
-    if magic == GZIP_MAGIC:
+    if is_gzip(path):
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return path.open("rb")
 
@@ -141,6 +149,50 @@ def iter_blocks(path: Path, batch_rows: int) -> Iterator[RawBlock]:
             pending -= want
             yield RawBlock(block, first, want)
             first += want
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T]) -> Iterator[T]:
+    """``items``, produced one ahead in a background thread.
+
+    Reading and decompressing the next block then overlaps with work on this one.
+    An exception from ``items`` is raised where it came, after the items before it.
+    """
+    slot: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                slot.put((item, None))
+                if stop.is_set():
+                    return
+            slot.put((_DONE, None))
+        except BaseException as exc:  # handed to the consumer
+            slot.put((_DONE, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="tollguard-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slot.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while worker.is_alive():  # let a waiting put through, so the worker ends
+            with contextlib.suppress(queue.Empty):
+                slot.get(timeout=0.05)
+        worker.join()
 
 
 def sample_lines(path: Path, limit: int = 50) -> list[tuple[int, str]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tollguard.cdr._lines import iter_blocks
+from tollguard.cdr._lines import is_gzip, iter_blocks, prefetch
 from tollguard.cdr.csvread import (
     FrameRaw,
     Prepare,
@@ -153,6 +153,8 @@ def _batches(path: Path, plan: _Plan, batch_rows: int, fast: bool = True) -> Ite
     layout = f"{detected.name} layout"
     last_line = 0
     blocks = iter_blocks(path, batch_rows)
+    if is_gzip(path):  # decompress the next block while this one is parsed
+        blocks = prefetch(blocks)
     while True:
         try:
             block = next(blocks)
