@@ -16,7 +16,6 @@ from pathlib import Path
 
 import orjson
 import polars as pl
-import pytest
 from sqlalchemy import Engine, func, select
 
 from bench.cdrgen import write_asterisk
@@ -25,30 +24,12 @@ from tollguard.ingest.core import Ingestor
 from tollguard.ingest.live import LiveDetection
 from tollguard.ingest.nats_source import NatsOptions, consume, publish_lines
 from tollguard.ingest.tail import FileFollower
-from tollguard.policy import Policy, load_policy
-from tollguard.scan import ScanOptions, records_from_frame, run_scan
-from tollguard.sim.core import SimulationResult, simulate
+from tollguard.policy import Policy
+from tollguard.scan import records_from_frame
+from tollguard.sim.core import SimulationResult
 from tollguard.store.cases_schema import alerts as alerts_t
 from tollguard.store.cases_schema import cases as cases_t
 from tollguard.store.testing import ensure_nats
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
-    return simulate(tmp_path_factory.mktemp("sim"), ["pbx-hack"], days=6, accounts=4, seed=3)
-
-
-@pytest.fixture(scope="module")
-def policy(sim: SimulationResult) -> Policy:
-    return load_policy(sim.files["policy"])
-
-
-@pytest.fixture(scope="module")
-def scan_alert_ids(sim: SimulationResult, policy: Policy) -> set[str]:
-    result = run_scan([sim.files["cdr"]], policy, ScanOptions(detect=True))
-    ids = {a.id for a in result.alerts}
-    assert ids, "the simulated hack must raise alerts"
-    return ids
 
 
 def read_alerts(path: Path) -> list[dict[str, object]]:

@@ -6,9 +6,11 @@ position (a callback) and a batch row in ONE transaction. Record ids are stable,
 ``ON CONFLICT DO NOTHING`` makes the same record twice a counted duplicate, so a
 source may always resend after a crash.
 
-For the HTTP API: ``Ingestor.ingest_lines(source, lines, fmt)`` and
-``Ingestor.ingest_frame(frame, source)``; ``on_new`` receives only the records that
-were new, in a rated frame, after the commit (feed those to the detection engine).
+For the HTTP API: ``Ingestor.ingest_lines(source, lines, fmt)``,
+``Ingestor.ingest_frame(frame, source)`` and ``Ingestor.store_new(records, source)``
+(``CallRecord`` objects in, the ones that were new out); ``on_new`` receives only the
+records that were new, in a rated frame, after the commit (feed those to the detection
+engine).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import polars as pl
 from sqlalchemy import Connection, Engine
 
 from tollguard.cdr.detect import CdrFormatError
-from tollguard.cdr.model import NUMBERING_SCHEMA, RATING_SCHEMA, RECORD_SCHEMA
+from tollguard.cdr.model import NUMBERING_SCHEMA, RATING_SCHEMA, RECORD_SCHEMA, CallRecord
 from tollguard.ingest.lines import LineParser
 from tollguard.policy import Policy, default_policy
 from tollguard.scan import Scanner, ScanOptions
@@ -69,6 +71,20 @@ class IngestResult:
             "rejected": self.rejected,
             "quarantined": self.quarantined,
         }
+
+
+def records_frame(records: Sequence[CallRecord]) -> pl.DataFrame:
+    """``CallRecord`` objects as a RECORD_SCHEMA frame (to be priced by the Ingestor)."""
+    columns: dict[str, list[object]] = {name: [] for name in RECORD_SCHEMA}
+    for r in records:
+        values = (
+            r.record_id, r.source, r.account, r.caller, r.callee, r.start, r.answer, r.end,
+            r.duration, r.billsec, r.disposition.value, r.hangup_cause or None,
+            r.channel or None, r.dst_channel or None, r.source_file or None, r.source_line,
+        )  # fmt: skip
+        for column, value in zip(columns.values(), values, strict=True):
+            column.append(value)
+    return pl.DataFrame(columns, schema=RECORD_SCHEMA)
 
 
 class Ingestor:
@@ -171,6 +187,20 @@ class Ingestor:
         """Store a RECORD_SCHEMA frame (priced here) or an already rated frame."""
         rated = "cost_e4" in frame.columns
         return self.commit(source, frame, quarantined, rated=rated)
+
+    def store_new(
+        self, records: Sequence[CallRecord], source: str = "api"
+    ) -> tuple[IngestResult, list[CallRecord]]:
+        """Price and store ``records``; return the counts and the records that were new
+        (each id once, in input order). A resent record is a duplicate and not returned."""
+        result = self.commit(source, records_frame(records))
+        new = set(result.new_ids)
+        fresh: list[CallRecord] = []
+        for record in records:
+            if record.record_id in new:
+                new.discard(record.record_id)
+                fresh.append(record)
+        return result, fresh
 
     def parser_for(self, source: str, lines: Sequence[str], fmt: str | None = None) -> LineParser:
         fmt = fmt or self.fmt
