@@ -65,8 +65,7 @@ def main() -> None:
                             subject=f"{name.lower()}.>",
                             durable="b",
                             fmt="asterisk-csv",
-                            batch=5000,
-                        )
+                        )  # the CLI's defaults: 10,000 messages per transaction
                         t = time.perf_counter()
                         stats = asyncio.run(consume(ingestor, opts, once=True))
                         took = time.perf_counter() - t

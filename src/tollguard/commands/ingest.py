@@ -52,8 +52,12 @@ def ingest(
         bool, typer.Option("--once", help="Process what is there now, then exit (cron, tests).")
     ] = False,
     batch: Annotated[
-        int, typer.Option(help="Lines (file) or messages (NATS) per transaction.")
-    ] = 5000,
+        int | None,
+        typer.Option(
+            help="Lines (file, default 5000) or messages (NATS, default and most 10000) "
+            "per transaction."
+        ),
+    ] = None,
     poll: Annotated[float, typer.Option(help="Seconds between looks at an idle file.")] = 0.5,
     utc: Annotated[bool, typer.Option("--utc", help="CDR times are UTC, not local.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the totals as JSON.")] = False,
@@ -79,7 +83,7 @@ def ingest(
     """Store every record exactly once, durably; resume where it stopped after a crash."""
     if (watch is None) == (nats_url is None):
         fail("give exactly one source: --watch FILE or --nats URL", "tollguard ingest --help")
-    if batch < 1:
+    if batch is not None and batch < 1:
         fail("--batch must be at least 1")
     if warmup_days < 0:
         fail("--warmup-days must be 0 or more")
@@ -111,11 +115,11 @@ def ingest(
         fail(str(exc))
     try:
         if watch is not None:
-            summary = _follow(ingestor, watch, fmt, batch, poll, once)
+            summary = _follow(ingestor, watch, fmt, batch or 5000, poll, once)
         else:
             assert nats_url is not None
             summary = _consume(
-                ingestor, nats_url, stream, subject, durable, fmt, batch, ack_wait, once
+                ingestor, nats_url, stream, subject, durable, fmt, batch or 10_000, ack_wait, once
             )
     except (ValueError, OSError) as exc:
         fail(str(exc))
@@ -180,7 +184,7 @@ def _consume(
     assert isinstance(ingestor, Ingestor)
     options = NatsOptions(
         servers=url, stream=stream, subject=subject, durable=durable, fmt=fmt,
-        batch=min(batch, 5000), ack_wait=ack_wait,
+        batch=min(batch, 10_000), ack_wait=ack_wait,
     )  # fmt: skip
 
     async def main() -> dict[str, object]:

@@ -63,7 +63,8 @@ class NatsOptions:
     subject: str = "cdrs.>"
     durable: str = "tollguard"
     fmt: str = "auto"
-    batch: int = 5000  # most messages per pull request and per transaction
+    batch: int = 10_000  # most messages per pull request and per transaction
+    batch_bytes: int = 16 << 20  # a transaction also ends after this many message bytes
     pull_expires: float = 2.0  # seconds a pull request waits on the server for messages
     ack_wait: float = 30.0
     max_ack_pending: int = 0  # 0: 4 x batch, at least 20,000
@@ -273,9 +274,14 @@ class _Puller:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.room.wait(), timeout=self.expires / 2)
 
-    def take(self, most: int) -> list[Msg]:
-        n = min(most, len(self.buffer))
-        msgs = [self.buffer.popleft() for _ in range(n)]
+    def take(self, most: int, most_bytes: int) -> list[Msg]:
+        """Up to ``most`` buffered messages, fewer once they hold ``most_bytes``."""
+        msgs: list[Msg] = []
+        size = 0
+        while self.buffer and len(msgs) < most and size < most_bytes:
+            msg = self.buffer.popleft()
+            msgs.append(msg)
+            size += len(msg.data)
         self.room.set()
         return msgs
 
@@ -335,7 +341,10 @@ async def consume(
     stop = stop or asyncio.Event()
     stats = NatsStats(IngestResult(source=f"nats:{options.stream}"))
     parser = NatsBatchParser(ingestor, options)
-    nc = await nats.connect(options.servers, max_reconnect_attempts=-1)
+    # ack subjects come from the server: skip the per-publish subject regex
+    nc = await nats.connect(
+        options.servers, max_reconnect_attempts=-1, skip_subject_validation=True
+    )
     try:
         js = nc.jetstream()
         try:
@@ -381,7 +390,7 @@ async def consume(
                 if pump.done():
                     pump.result()  # raises what stopped it
                 if puller.buffer:
-                    await write(puller.take(options.batch))
+                    await write(puller.take(options.batch, options.batch_bytes))
                     continue
                 quiet = time.monotonic() - puller.last_arrival
                 if once and quiet >= options.idle_check and await nothing_pending():
@@ -400,7 +409,7 @@ async def consume(
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("inbox drain: %s", exc)
         while puller.buffer:
-            await write(puller.take(options.batch))
+            await write(puller.take(options.batch, options.batch_bytes))
         await nc.flush()
     finally:
         await nc.close()
