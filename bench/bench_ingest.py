@@ -10,13 +10,13 @@ Prints figures; asserts only that every record was stored.
 
 Last run (100,000 one-line messages, shared 2-core machine; docs/ingest.md has more):
 
-    run_scan baseline: 171,976 records/s (0.58 s)
-           file -> sqlite    :    28,196 records/s (3.55 s), 0.16x the scan rate
-           nats -> sqlite    :    15,309 records/s (6.53 s), 0.09x the scan rate, 1.84x the file's time
-    file+detect -> sqlite    :     2,987 records/s (33.47 s), 0.02x the scan rate, 9.44x the file's time
-           file -> postgresql:    23,861 records/s (4.19 s), 0.14x the scan rate
-           nats -> postgresql:    10,689 records/s (9.36 s), 0.06x the scan rate, 2.23x the file's time
-    file+detect -> postgresql:     1,870 records/s (53.48 s), 0.01x the scan rate, 12.76x the file's time
+    run_scan baseline: 171,976 rec/s (0.58 s)
+           file -> sqlite    :    28,196 rec/s (3.55 s), 0.16x scan rate
+           nats -> sqlite    :    15,309 rec/s (6.53 s), 0.09x scan rate, 1.84x the file's time
+    file+detect -> sqlite    :     2,987 rec/s (33.47 s), 0.02x scan rate, 9.44x the file's time
+           file -> postgresql:    23,861 rec/s (4.19 s), 0.14x scan rate
+           nats -> postgresql:    10,689 rec/s (9.36 s), 0.06x scan rate, 2.23x the file's time
+    file+detect -> postgresql:     1,870 rec/s (53.48 s), 0.01x scan rate, 12.76x the file's time
 
 The generated traffic is random (about one alert per 90 records, each filed into a case
 in its own transaction), so ``file+detect`` is a pessimistic figure: per record the
@@ -94,9 +94,9 @@ def main() -> None:
                     engine.dispose()
                     vs_file = "" if source == "file" else f", {took / file_s:.2f}x the file's time"
                     print(
-                        f"{source:>11} -> {kind:<10}: {rows / took:>9,.0f} records/s "
+                        f"{source:>11} -> {kind:<10}: {rows / took:>9,.0f} rec/s "
                         f"({took:.2f} s), "
-                        f"{scan_s / took:.2f}x the scan rate{vs_file}"
+                        f"{scan_s / took:.2f}x scan rate{vs_file}"
                     )
 
 
