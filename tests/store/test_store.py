@@ -67,7 +67,9 @@ def test_same_records_twice_change_nothing(engine: Engine) -> None:
     assert len(store(engine, frame)) == 50
     assert store(engine, frame) == []
     # a batch mixing new and already stored records, with a repeat inside the batch
-    more = pl.concat([frame.head(10), rated_frame(60, datetime(2026, 10, 1, 8, tzinfo=UTC)).tail(10)])
+    more = pl.concat(
+        [frame.head(10), rated_frame(60, datetime(2026, 10, 1, 8, tzinfo=UTC)).tail(10)]
+    )
     more = pl.concat([more, more.tail(1)])
     new = store(engine, more)
     assert sorted(new) == sorted(f"r:{i}" for i in range(50, 60))
