@@ -154,3 +154,27 @@ def test_prefetch_keeps_order_errors_and_stops_early() -> None:
     early.close()  # the worker is told to stop and the source is closed
     assert closed == [True, True, True]
     assert not [t for t in threading.enumerate() if t.name == "tollguard-prefetch"]
+
+
+def test_blocks_of_many_pieces_read_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tollguard.cdr import _lines
+
+    lines = [ast(f"3.{i}") for i in range(400)]
+    lines[0] = "\ufeff" + lines[0]  # a BOM before the first line
+    lines[7] = ast("3.7", start='"2024-02-30 10:00:00"')  # quarantined
+    lines[100] = ""  # blank
+    lines[150] = ast("3.150", userfield='"' + "u" * 5000 + '"')  # longer than a read
+    lines[222] = lines[222].rsplit(",", 2)[0]  # too few fields
+    path = tmp_path / "m.csv"
+    path.write_bytes("\n".join(lines).encode())  # no newline at the end
+    whole, whole_q, _ = read_all(path, ctx=AMS, batch_rows=1000)
+    monkeypatch.setattr(_lines, "READ_SIZE", 1000)  # many pieces per block
+    for batch_rows in (1000, 64, 7):
+        frame, quarantined, batches = read_all(path, ctx=AMS, batch_rows=batch_rows)
+        assert_frame_equal(frame, whole)
+        assert quarantined == whole_q
+        assert sum(b.lines_read for b in batches) == 400
+    assert [q.line for q in whole_q] == [8, 223]
+    assert whole.height == 400 - 3
+    assert row(whole, 1)["record_id"] == "asterisk-csv:3.0"
+    assert row(whole, 400)["record_id"] == "asterisk-csv:3.399"

@@ -11,8 +11,7 @@ import contextlib
 import gzip
 import queue
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -53,11 +52,36 @@ def decode(data: bytes) -> str:
         return "".join(parts)
 
 
-@dataclass(frozen=True)
+def count_byte(data: bytes, byte: int) -> int:
+    """How often ``byte`` occurs in ``data`` (faster than ``bytes.count`` for one byte)."""
+    return int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == byte))
+
+
 class RawBlock:
-    data: bytes  # whole lines, each ending with b"\n"
-    first_line: int  # 1-based physical line number of the first line
-    lines: int  # physical lines in this block, blank ones included
+    """Whole physical lines, each ending with b"\\n", numbered from ``first_line``.
+
+    Held as one or more pieces that each end at a line end (as read), so a block of
+    tens of megabytes need not be copied into one buffer; ``data`` joins them when
+    asked.
+    """
+
+    __slots__ = ("_data", "first_line", "lines", "pieces")
+
+    def __init__(self, data: bytes | Sequence[bytes], first_line: int, lines: int) -> None:
+        self.pieces: tuple[bytes, ...] = (data,) if isinstance(data, bytes) else tuple(data)
+        self.first_line = first_line  # 1-based physical line number of the first line
+        self.lines = lines  # physical lines in this block, blank ones included
+        self._data: bytes | None = self.pieces[0] if len(self.pieces) == 1 else None
+
+    @property
+    def data(self) -> bytes:
+        if self._data is None:
+            self._data = b"".join(self.pieces)
+        return self._data
+
+    def __repr__(self) -> str:
+        size = sum(len(p) for p in self.pieces)
+        return f"RawBlock(first_line={self.first_line}, lines={self.lines}, bytes={size})"
 
     def newlines(self) -> np.ndarray:  # type: ignore[type-arg]
         return np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == 10)
@@ -102,32 +126,45 @@ def nth_newline(data: bytes, start: int, n: int) -> int:
 def iter_blocks(path: Path, batch_rows: int) -> Iterator[RawBlock]:
     """Blocks of at most ``batch_rows`` physical lines (the last line gets a b"\\n").
 
-    Reads are kept as they came; a block is copied out of them once.
+    Each read is cut at its last line end (the rest goes with the next read); a block
+    is a run of such pieces, the last one cut at the block's last line.
     """
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
     first = 1
-    parts: list[bytes] = []  # unread data: parts[0][skip:], parts[1], ...
-    counts: list[int] = []  # newlines in each part (in parts[0] from skip on)
+    pieces: list[bytes] = []  # unread whole lines: pieces[0][skip:], pieces[1], ...
+    counts: list[int] = []  # lines in each piece (in pieces[0] from skip on)
     skip, pending = 0, 0  # pending = sum(counts)
+    carry = b""  # a line begun in the last read
     at_start, eof = True, False
+
+    def add(piece: bytes) -> None:
+        nonlocal pending
+        pieces.append(piece)
+        counts.append(count_byte(piece, 10))
+        pending += counts[-1]
+
     with open_binary(path) as handle:
         while True:
             while pending < batch_rows and not eof:
                 data = handle.read(READ_SIZE)
-                if not data:
-                    eof = True
-                    break
                 if at_start:
                     data, at_start = data.removeprefix(BOM_BYTES), False
-                if data:
-                    parts.append(data)
-                    counts.append(data.count(b"\n"))
-                    pending += counts[-1]
-            if eof and parts and not parts[-1].endswith(b"\n"):
-                parts.append(b"\n")
-                counts.append(1)
-                pending += 1
+                if not data:
+                    eof = True
+                    if carry:
+                        add(carry + b"\n")
+                        carry = b""
+                    break
+                end = data.rfind(b"\n") + 1
+                if end == 0:
+                    carry += data
+                    continue
+                if carry:
+                    add(carry + data[:end])
+                else:
+                    add(data if end == len(data) else data[:end])
+                carry = data[end:]
             if not pending:
                 return
             want = min(batch_rows, pending)
@@ -135,17 +172,19 @@ def iter_blocks(path: Path, batch_rows: int) -> Iterator[RawBlock]:
             while taken + counts[i] < want:
                 taken += counts[i]
                 i += 1
-            part = parts[i]
-            cut = nth_newline(part, skip if i == 0 else 0, want - taken) + 1
-            if i == 0:
-                block = part[skip:cut]
+            start = skip if i == 0 else 0
+            piece = pieces[i]
+            cut = nth_newline(piece, start, want - taken) + 1
+            block = [pieces[0][skip:] if skip else pieces[0], *pieces[1:i]] if i else []
+            block.append(piece[start:cut] if start or cut < len(piece) else piece)
+            if cut == len(piece):
+                pieces, counts, skip = pieces[i + 1 :], counts[i + 1 :], 0
             else:
-                head = memoryview(parts[0])[skip:]
-                block = b"".join([head, *parts[1:i], memoryview(part)[:cut]])
-            if cut == len(part):
-                parts, counts, skip = parts[i + 1 :], counts[i + 1 :], 0
-            else:
-                parts, counts, skip = parts[i:], [counts[i] - (want - taken), *counts[i + 1 :]], cut
+                pieces, counts, skip = (
+                    pieces[i:],
+                    [counts[i] - (want - taken), *counts[i + 1 :]],
+                    cut,
+                )
             pending -= want
             yield RawBlock(block, first, want)
             first += want

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from tollguard.cdr._lines import RawBlock, decode
+from tollguard.cdr._lines import RawBlock, count_byte, decode
 from tollguard.cdr.disposition import DispositionMode
 from tollguard.cdr.mapping import CANONICAL_FIELDS, ColumnMapping
 from tollguard.cdr.quarantine import QuarantinedLine
@@ -169,14 +169,14 @@ def split_block(
     separators inside quoted values. Unquoted empty values are null in the result
     (``normalize`` treats null and empty alike).
     """
-    if len(separator) != 1 or separator == '"':
+    if len(separator.encode()) != 1 or separator == '"':
         return None
     width = len(names)
     if block.first_line + block.lines >= 1 << 32:
         return None  # the row index is 32-bit
     try:
         parsed = pl.read_csv(
-            block.data,
+            block.pieces[0] if len(block.pieces) == 1 else list(block.pieces),
             has_header=False,
             separator=separator,
             quote_char='"',
@@ -202,7 +202,9 @@ def split_block(
             ).sum()
         ).item()
         deficit = (
-            block.lines * (width - 1) + int(inside or 0) - block.data.count(separator.encode())
+            block.lines * (width - 1)
+            + int(inside or 0)
+            - sum(count_byte(piece, ord(separator)) for piece in block.pieces)
         )
     raw = BlockRaw(block)
     frame = parsed.with_columns(pl.col("_line").cast(pl.Int64))
