@@ -189,6 +189,10 @@ class AccountPolicy(_Strict):
     report_only: bool = False  # decide and log, but never refuse or block
     on_critical: Literal["alert", "block"] = "alert"
     fail_mode: Literal["open", "closed"] = "open"  # what the switch should do without an answer
+    # "terminating": a number-range holder / PRS carrier / interconnect whose volume is not
+    # its own choice; detection never blocks its trunk (see docs/detection.md). None: the
+    # [defaults] value, else "originating".
+    traffic: Literal["originating", "terminating"] | None = None
     limits: Limits = Field(default_factory=Limits)
     detectors: dict[str, DetectorSettings] = Field(default_factory=dict)
     contacts: list[Contact] = Field(default_factory=list)
@@ -252,6 +256,7 @@ class Policy(_Strict):
             report_only=src.report_only,
             on_critical=src.on_critical,
             fail_mode=src.fail_mode,
+            traffic=(own and own.traffic) or d.traffic or "originating",
             detectors=merged_detectors,
             contacts=list(src.contacts) or list(d.contacts),
             operators=list(d.operators),
@@ -292,6 +297,7 @@ class ResolvedAccount(BaseModel):
     on_critical: Literal["alert", "block"]
     fail_mode: Literal["open", "closed"]
     detectors: dict[str, DetectorSettings]
+    traffic: Literal["originating", "terminating"] = "originating"
     contacts: list[Contact]
     operators: list[Contact] = []
     escalation: Escalation | None = None

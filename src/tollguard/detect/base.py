@@ -5,13 +5,19 @@ of an account (in event time order) and returns findings. A finding says which
 situation (subject) the record belongs to and, when a threshold is crossed, how bad it
 is. The engine turns findings into deduplicated, escalating alerts and does the
 enforcement bookkeeping; detectors never see alerts.
+
+Speed: the engine computes everything detectors share once per record and leaves it in
+the context (epoch seconds ``start_ts``/``end_ts``, cost in integer ten-thousandths
+``cost_e4``, local hour/day indices); money is integer e4 inside the detectors and
+becomes a ``Decimal`` only in findings and alerts. Resolved per-account settings are
+cached in the context.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
@@ -22,8 +28,27 @@ from tollguard.detect.signature import Signature
 from tollguard.policy import ResolvedAccount
 
 SubjectKind = Literal["number", "prefix", "country", "account", "number_type"]
-BlockScope = Literal["account", "number", "prefix", "none"]
+BlockScope = Literal["account", "number", "prefix", "destination", "none"]
 ZERO = Decimal(0)
+E4 = Decimal(10000)
+_QUANT = Decimal("0.0001")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Detectors that judge the account's own volume, hours and simultaneity: on a
+# terminating account (``traffic = "terminating"``) they give at most warnings.
+ACCOUNT_LEVEL = frozenset({"destination", "deviation", "unusual_hours", "concurrency"})
+
+
+def e4_of(value: Decimal | None) -> int:
+    """A Decimal amount as integer ten-thousandths (0 for None)."""
+    if value is None:
+        return 0
+    return int(value * E4)
+
+
+def dec(e4: int) -> Decimal:
+    """Integer ten-thousandths as an exact Decimal with four places."""
+    return (Decimal(e4) / E4).quantize(_QUANT)
 
 
 @dataclass(slots=True)
@@ -59,6 +84,7 @@ class Settings:
     warning: dict[str, float]
     critical: dict[str, float]
     options: dict[str, Any]
+    prepared: Any = None  # a detector's own pre-parsed view of these settings
 
 
 class Overlap:
@@ -82,8 +108,9 @@ class Overlap:
 
     def _overlapping(self, start: float, end: float, cap: int = 4000) -> list[tuple[float, float]]:
         out: list[tuple[float, float]] = []
+        stop = start - self.SLACK_S
         for s2, e2 in reversed(self.items):
-            if e2 <= start - self.SLACK_S:
+            if e2 <= stop:
                 break
             if e2 > start and s2 < end:
                 out.append((s2, e2))
@@ -99,48 +126,68 @@ class Overlap:
         """Peak simultaneous calls within [start, end) counting a new call over it."""
         if end <= start:
             end = start + 1e-6
+        over = self._overlapping(start, end)
+        if not over:
+            return 1
+        if len(over) == 1:
+            return 2
         events: list[tuple[float, int]] = [(start, 1), (end, -1)]
-        for s2, e2 in self._overlapping(start, end):
-            events.append((max(s2, start), 1))
-            events.append((min(e2, end), -1))
+        for s2, e2 in over:
+            events.append((s2 if s2 > start else start, 1))
+            events.append((e2 if e2 < end else end, -1))
         events.sort()  # at equal times -1 sorts before +1: a call ending at t is not active at t
         peak = cur = 0
         for _, step in events:
             cur += step
-            peak = max(peak, cur)
+            if cur > peak:
+                peak = cur
         return peak
 
     def add(self, start: float, end: float) -> None:
-        self.items.append((start, end))
+        items = self.items
+        items.append((start, end))
         limit = end - self.horizon_s
-        while self.items and self.items[0][1] < limit:
-            self.items.popleft()
+        while items[0][1] < limit:
+            items.popleft()
 
 
 class AccountContext:
     """Everything detectors may read or keep about one account.
 
     The engine fills the event-time fields before each record: ``now`` (the record's
-    end, UTC), ``local`` (the end in the account's time zone), ``hour_index`` and
-    ``day_index`` (local hours/days since 1970-01-01), ``slot`` (hour of week, Monday
-    00-01 = 0) and ``peak`` (simultaneous calls around this record).
+    end, UTC), ``start_ts``/``end_ts`` (epoch seconds), ``cost_e4`` (the record's cost
+    in integer ten-thousandths), ``offset`` (the account zone's UTC offset at the end,
+    seconds), ``hour_index`` and ``day_index`` (local hours/days since 1970-01-01),
+    ``slot`` (hour of week, Monday 00-01 = 0) and ``peak`` (simultaneous calls around
+    this record). ``local`` (the end in the account's zone) is computed on demand.
     """
 
     __slots__ = (
         "_settings",
+        "_silent",
         "account",
+        "active",
+        "books",
         "clean",
+        "cost_e4",
         "day_index",
+        "end_ts",
+        "has_limits",
+        "home",
         "hour_index",
-        "local",
         "now",
+        "offset",
         "overlap",
         "peak",
         "policy",
+        "population",
         "sig",
         "slot",
+        "start_ts",
         "state",
+        "terminating",
         "tz",
+        "zone",
     )
 
     def __init__(self, account: str, policy: ResolvedAccount, sig: Signature) -> None:
@@ -151,13 +198,29 @@ class AccountContext:
         self.overlap = Overlap()
         self.state: dict[str, Any] = {}
         self._settings: dict[str, Settings] = {}
+        self._silent: tuple[int, float, bool] = (-1, 0.0, False)
+        self.home = policy.context.country
+        self.terminating = policy.traffic == "terminating"
+        self.has_limits = _nonempty(policy.limits)
+        self.active: list[tuple[Detector, bool]] = []  # enabled detectors, capped?
+        self.zone: Any = None  # the engine's UTC offset cache for this account's zone
+        self.books: Any = None  # the engine's enforcement counters for this account
+        self.population: Any = None  # the engine's online population priors
         self.now: datetime = datetime.min
-        self.local: datetime = datetime.min
+        self.start_ts = 0.0
+        self.end_ts = 0.0
+        self.cost_e4 = 0
+        self.offset = 0.0
         self.hour_index = 0
         self.day_index = 0
         self.slot = 0
         self.peak = 1
         self.clean = True
+
+    @property
+    def local(self) -> datetime:
+        """The current record's end in the account's time zone."""
+        return self.now.astimezone(self.tz) if self.now != datetime.min else self.now
 
     def settings(self, detector: Detector) -> Settings:
         cached = self._settings.get(detector.name)
@@ -172,6 +235,25 @@ class AccountContext:
             )
             self._settings[detector.name] = cached
         return cached
+
+    def silent(self, fraction: float) -> bool:
+        """Is the current hour of week one in which this account is normally silent?
+        (expected rate below ``fraction`` of its average; cached per local hour)."""
+        hour, frac, value = self._silent
+        if hour == self.hour_index and frac == fraction:
+            return value
+        sig = self.sig
+        value = sig.slot_rate(self.slot) < fraction * sig.level_rate
+        self._silent = (self.hour_index, fraction, value)
+        return value
+
+
+def _nonempty(limits: Any) -> bool:
+    for name in type(limits).model_fields:
+        value = getattr(limits, name)
+        if value not in (None, [], {}):
+            return True
+    return False
 
 
 @runtime_checkable
@@ -209,24 +291,39 @@ def money(value: Decimal | float) -> str:
     return f"{Decimal(value).quantize(Decimal('0.01'))}"
 
 
-@dataclass(slots=True)
-class Tally:
-    """A pattern's running size: calls, cost, first time and capped evidence ids."""
+def money_e4(value: int) -> str:
+    """Integer ten-thousandths shown with two decimals (half-even, like ``money``)."""
+    return money(Decimal(value) / E4)
 
-    started_at: datetime
-    calls: int = 0
-    cost: Decimal = ZERO
-    ids: list[str] = field(default_factory=list)
-    last: datetime | None = None
+
+NO_IDS: tuple[str, ...] = ()
+
+
+class Tally:
+    """A pattern's running size: calls, cost (integer e4), first time and capped
+    evidence ids."""
+
+    __slots__ = ("calls", "cost_e4", "ids", "last_ts", "started_at")
 
     CAP: ClassVar[int] = 50
 
-    def add(self, record: CallRecord) -> None:
+    def __init__(self, started_at: datetime) -> None:
+        self.started_at = started_at
+        self.calls = 0
+        self.cost_e4 = 0
+        self.ids: list[str] = []
+        self.last_ts = -1.0
+
+    def add(self, record: CallRecord, ctx: AccountContext) -> None:
         self.calls += 1
-        self.cost += cost_of(record)
-        if len(self.ids) < self.CAP:
+        self.cost_e4 += ctx.cost_e4
+        if len(self.ids) < 50:
             self.ids.append(record.record_id)
-        self.last = record.end
+        self.last_ts = ctx.end_ts
+
+    @property
+    def cost(self) -> Decimal:
+        return dec(self.cost_e4)
 
     def prior(self) -> tuple[str, ...]:
         return tuple(self.ids)

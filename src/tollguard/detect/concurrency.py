@@ -54,24 +54,21 @@ class ConcurrencyDetector(BaseDetector):
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
         settings = ctx.settings(self)
         peak = ctx.peak
+        warn = settings.warning
         st: _State | None = ctx.state.get(self.name)
-        if (
-            st is not None
-            and st.tally.last is not None
-            and (
-                (record.end - st.tally.last).total_seconds()
-                > 60 * float(settings.options["gap_minutes"])
-            )
+        if st is None and peak < warn["min_calls"]:
+            return []
+        if st is not None and (
+            ctx.end_ts - st.tally.last_ts > 60 * float(settings.options["gap_minutes"])
         ):
             st = None
             ctx.state.pop(self.name, None)
         usual = ctx.sig.peak
-        warn = settings.warning
         young = ctx.sig.history_hours() < int(settings.options["min_history_hours"])
         if young or peak < warn["min_calls"] or peak < usual * warn["over_usual"]:
             if st is None:
                 return []
-            st.tally.add(record)
+            st.tally.add(record, ctx)
             return [self._finding(st, ctx, usual)]
         sig = ctx.sig
         rate, wshape = sig.window(ctx.hour_index, 1)
@@ -87,7 +84,7 @@ class ConcurrencyDetector(BaseDetector):
             if sev is None:
                 return []
             st = ctx.state[self.name] = _State(Tally(record.start), sev, peak, p)
-        st.tally.add(record)
+        st.tally.add(record, ctx)
         if peak > st.peak:
             st.peak, st.p = peak, p
         if sev == "critical":

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
@@ -45,12 +44,13 @@ from tollguard.detect.alert import Severity
 from tollguard.detect.base import (
     AccountContext,
     BaseDetector,
+    BlockScope,
     Finding,
     SubjectKind,
     Tally,
     money,
 )
-from tollguard.detect.unusual_hours import is_silent
+from tollguard.detect.unusual_hours import SILENT_FRACTION
 
 RISKY_TYPES = {"PREMIUM_RATE": "premium", "SATELLITE": "satellite"}
 COUNTRY_NAMES = {
@@ -63,6 +63,25 @@ COUNTRY_NAMES = {
     "LT": "Lithuania",
     "001": "international networks",
 }
+
+
+DESTINATION_BLOCK: BlockScope = "account"
+_WATCHED_TYPES = frozenset({"PREMIUM_RATE", "SATELLITE"})
+
+
+@dataclass(slots=True, frozen=True)
+class _Prepared:
+    window_s: float
+    known_weight: float
+    common_share: float
+    population_share: float
+    population_accounts: int
+    premium_known_weight: float
+    silent_weight: float
+    known_countries: frozenset[str]
+    known_types: frozenset[str]
+    known_numbers: frozenset[str]
+    known_prefixes: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -96,63 +115,118 @@ class DestinationDetector(BaseDetector):
         "window_hours": 24,
         "known_weight": 0.5,
         "common_share": 0.001,
+        "population_share": 0.01,
+        "population_accounts": 2,
         "premium_known_weight": 3.0,
         "silent_weight": 2.0,
+        "known_countries": [],
+        "known_number_types": [],
+        "known_numbers": [],
+        "known_prefixes": [],
     }
 
-    def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
+    def _prepare(self, ctx: AccountContext) -> _Prepared:
         settings = ctx.settings(self)
-        opts = settings.options
-        sig = ctx.sig
+        prep = settings.prepared
+        if prep is None:
+            o = settings.options
+            prep = settings.prepared = _Prepared(
+                window_s=float(o["window_hours"]) * 3600.0,
+                known_weight=float(o["known_weight"]),
+                common_share=float(o["common_share"]),
+                population_share=float(o["population_share"]),
+                population_accounts=int(o["population_accounts"]),
+                premium_known_weight=float(o["premium_known_weight"]),
+                silent_weight=float(o["silent_weight"]),
+                known_countries=frozenset(str(c).upper() for c in o["known_countries"]),
+                known_types=frozenset(str(t).upper() for t in o["known_number_types"]),
+                known_numbers=frozenset(str(n) for n in o["known_numbers"]),
+                known_prefixes=tuple(str(p) for p in o["known_prefixes"]),
+            )
+        assert isinstance(prep, _Prepared)
+        return prep
+
+    def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
         country = record.country
         ntype = record.number_type or ""
-        home = ctx.policy.context.country
-        priors = sig.priors
+        home = ctx.home
+        risk = record.risk
+        # cheap exit: a domestic, ordinary call concerns no destination situation
+        if (country == home or not country) and not risk and ntype not in _WATCHED_TYPES:
+            return []
+        prep = self._prepare(ctx)
+        if prep.known_numbers or prep.known_prefixes:
+            number = record.callee_e164 or record.callee
+            if number in prep.known_numbers or (
+                prep.known_prefixes and number.startswith(prep.known_prefixes)
+            ):
+                return []  # a tuning record: this number (range) is known for this account
+        sig = ctx.sig
         kind: str | None = None
         subject = ""
         subject_kind: SubjectKind = "country"
-        if (record.risk and country != home) or ntype == "SATELLITE":
-            known = bool(country) and sig.knows_country(country or "", float(opts["known_weight"]))
-            if not known:
-                kind = "risk" if record.risk else "satellite"
-                subject = country or ntype
+        known_country = bool(country) and (
+            country in prep.known_countries
+            or sig.countries.get(country or "", 0.0) >= prep.known_weight
+        )
+        if (
+            ((risk and country != home) or ntype == "SATELLITE")
+            and not known_country
+            and ntype not in prep.known_types
+        ):
+            kind = "risk" if risk else "satellite"
+            subject = country or ntype
         if (
             kind is None
             and country
             and country != home
-            and not sig.knows_country(country, float(opts["known_weight"]))
-            and priors.country_share.get(country, 0.0) < float(opts["common_share"])
+            and not known_country
+            and not self._common(country, ctx, prep)
         ):
             kind, subject = "new_country", country
-        if kind is None and ntype == "PREMIUM_RATE":
-            learned = sig.type_weight(ntype)
-            if learned < float(opts["premium_known_weight"]):
+        if kind is None and ntype == "PREMIUM_RATE" and ntype not in prep.known_types:
+            learned = sig.types.get(ntype, 0.0)
+            if learned < prep.premium_known_weight:
                 kind, subject, subject_kind = "premium", ntype, "number_type"
         if kind is None:
             return []
-        table: dict[str, _Situation] = ctx.state.setdefault(self.name, {})
+        table: dict[str, _Situation] | None = ctx.state.get(self.name)
+        if table is None:
+            table = ctx.state[self.name] = {}
         sit = table.get(subject)
-        window = float(opts["window_hours"]) * 3600.0
-        if (
-            sit is not None
-            and sit.tally.last is not None
-            and ((record.end - sit.tally.last).total_seconds() > window)
-        ):
+        if sit is not None and ctx.end_ts - sit.tally.last_ts > prep.window_s:
             sit = None
         if sit is None:
             sit = table[subject] = _Situation(kind, subject, subject_kind, Tally(record.start))
             if len(table) > 256:  # bounded: drop the stalest situation
-                stalest = min(table, key=lambda k: table[k].tally.last or record.end)
+                stalest = min(table, key=lambda k: table[k].tally.last_ts)
                 table.pop(stalest, None)
-        silent = is_silent(ctx)
-        sit.tally.add(record)
+        silent = ctx.silent(SILENT_FRACTION)
+        sit.tally.add(record, ctx)
         sit.silent += int(silent)
-        sit.weight += float(opts["silent_weight"]) if silent else 1.0
-        sit.risk = sit.risk or record.risk
+        sit.weight += prep.silent_weight if silent else 1.0
+        sit.risk = sit.risk or risk
+        settings = ctx.settings(self)
         sev = _severity(sit, settings.warning, settings.critical)
         if _rank(sev) > _rank(sit.severity):
             sit.severity = sev
         return [self._finding(sit, ctx, record)]
+
+    @staticmethod
+    def _common(country: str, ctx: AccountContext, prep: _Prepared) -> bool:
+        """Is a (not high-risk) country commonly called by the population? From the
+        calibration priors, or learned online from the other accounts' traffic."""
+        if ctx.sig.priors.country_share.get(country, 0.0) >= prep.common_share:
+            return True
+        pop = ctx.population
+        if pop is None:
+            return False
+        own_today = ctx.sig.day_countries.get(country, 0) > 0
+        return bool(
+            pop.common(
+                country, ctx.account, own_today, prep.population_share, prep.population_accounts
+            )
+        )
 
     def _finding(self, sit: _Situation, ctx: AccountContext, record: CallRecord) -> Finding:
         cur = ctx.policy.currency
@@ -201,6 +275,7 @@ class DestinationDetector(BaseDetector):
             records=t.calls,
             cost=t.cost,
             prior_ids=t.prior(),
+            block=DESTINATION_BLOCK,
             explanation={
                 "parameter": param,
                 "value": t.calls,
@@ -234,12 +309,12 @@ def _severity(
     sit: _Situation, warning: dict[str, float], critical: dict[str, float]
 ) -> Severity | None:
     key = {"risk": "risk", "satellite": "risk", "premium": "premium"}.get(sit.kind, "new_country")
-    spend = sit.tally.cost
+    spend = sit.tally.cost_e4
 
     def hit(th: dict[str, float]) -> bool:
         calls_th = th.get(f"{key}_calls", math.inf)
         spend_th = th.get(f"{key}_spend", math.inf)
-        return sit.weight >= calls_th or (spend_th < math.inf and spend >= Decimal(str(spend_th)))
+        return sit.weight >= calls_th or (spend_th < math.inf and spend >= spend_th * 10000)
 
     if hit(critical):
         return "critical"

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import Severity
-from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, cost_of, money
+from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money
 from tollguard.detect.stats import compound_spend_sf, effective_shape, nbinom_sf
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -42,6 +42,10 @@ class _Window:
     mu: float
     shape: float
     tally: Tally
+    cost_mean: float  # cost moments of the signature when the window opened
+    cost_m2: float
+    calls_gate: float = 0.0  # below these nothing can alert: no p-value is computed
+    spend_gate: float = 0.0
     spend: float = 0.0
     top_cost: float = 0.0  # the single most expensive call of the window
     calls_level: dict[str, int] = field(default_factory=dict)  # severity -> count found
@@ -49,6 +53,30 @@ class _Window:
     p_calls: float = 1.0
     p_spend: float = 1.0
     severity: Severity | None = None
+
+
+def _open(
+    kind: str, index: int, record: CallRecord, floor_calls: float, floor_spend: float
+) -> _Window:
+    """A window whose expectation is not computed yet: below the floors (``min_calls``,
+    ``min_spend``) nothing can alert, so most quiet hours never need it."""
+    w = _Window(kind, index, -1.0, 1.0, Tally(record.start), 0.0, 0.0)
+    w.calls_gate = floor_calls - 1
+    w.spend_gate = floor_spend - 1e-9
+    return w
+
+
+def _settle(w: _Window, ctx: AccountContext, first_hour: int, hours: int, disp: float) -> None:
+    """Compute the window's expectation (signature of its hours) and its gates."""
+    mu, shape = ctx.sig.window(first_hour, hours)
+    shape = effective_shape(shape, disp)
+    cost_mean, cost_m2 = ctx.sig.cost_moments()
+    w.mu, w.shape, w.cost_mean, w.cost_m2 = mu, shape, cost_mean, cost_m2
+    var_n = mu + mu * mu / shape
+    w.calls_gate = max(mu + 2 * math.sqrt(var_n), w.calls_gate)
+    mean_s = mu * cost_mean
+    var_s = mu * max(cost_m2 - cost_mean**2, 0.0) + var_n * cost_mean**2
+    w.spend_gate = max(mean_s + 2 * math.sqrt(var_s), w.spend_gate)
 
 
 class DeviationDetector(BaseDetector):
@@ -70,41 +98,63 @@ class DeviationDetector(BaseDetector):
     }
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
-        st: dict[str, _Window] = ctx.state.setdefault(self.name, {})
+        st: dict[str, _Window] | None = ctx.state.get(self.name)
+        if st is None:
+            st = ctx.state[self.name] = {}
         settings = ctx.settings(self)
-        opts = settings.options
+        prep = settings.prepared
+        if prep is None:
+            opts = settings.options
+            prep = settings.prepared = (
+                float(opts["dispersion_hour"]),
+                float(opts["dispersion_day"]),
+                int(opts["min_history_hours"]),
+                min(settings.warning.get("min_calls", 0), settings.critical.get("min_calls", 0)),
+                min(settings.warning.get("min_spend", 0), settings.critical.get("min_spend", 0)),
+            )
+        disp_hour, disp_day, min_history, floor_calls, floor_spend = prep
         sig = ctx.sig
         hour = st.get("hour")
         if hour is None or ctx.hour_index > hour.index:
-            mu, shape = sig.window(ctx.hour_index, 1)
-            shape = effective_shape(shape, float(opts["dispersion_hour"]))
-            hour = st["hour"] = _Window("hour", ctx.hour_index, mu, shape, Tally(record.start))
+            # the hour's slot does not change before the hour ends: computed when needed
+            hour = st["hour"] = _open("hour", ctx.hour_index, record, floor_calls, floor_spend)
         day = st.get("day")
         if day is None or ctx.day_index > day.index:
-            mu, shape = sig.window(ctx.day_index * 24, 24)
-            shape = effective_shape(shape, float(opts["dispersion_day"]))
-            day = st["day"] = _Window("day", ctx.day_index, mu, shape, Tally(record.start))
-        cost = float(cost_of(record))
-        out: list[Finding] = []
-        young = sig.history_hours() < int(opts["min_history_hours"])
+            # the day's expectation is fixed when it opens (its own hours are learned later)
+            day = st["day"] = _open("day", ctx.day_index, record, floor_calls, floor_spend)
+            _settle(day, ctx, ctx.day_index * 24, 24, disp_day)
+        cost = ctx.cost_e4 / 10000.0
+        young = sig.hour_index is None or (
+            sig.first_hour is not None and sig.hour_index - sig.first_hour < min_history
+        )
         best: _Window | None = None
         for w in (hour, day):
-            w.tally.add(record)
+            w.tally.add(record, ctx)
             w.spend += cost
-            w.top_cost = max(w.top_cost, cost)
+            if cost > w.top_cost:
+                w.top_cost = cost
             if young:
                 continue
-            sev = self._evaluate(w, ctx, settings.warning, settings.critical)
+            if (
+                w.severity is None
+                and w.tally.calls <= w.calls_gate
+                and w.spend - w.top_cost <= w.spend_gate
+            ):
+                continue
+            if w.mu < 0:  # the hour window reached a floor: now its expectation matters
+                _settle(w, ctx, w.index, 1, disp_hour)
+                if w.tally.calls <= w.calls_gate and w.spend - w.top_cost <= w.spend_gate:
+                    continue
+            sev = self._evaluate(w, settings.warning, settings.critical)
             if sev is not None and (best is None or _rank(sev) > _rank(best.severity)):
                 best = w
         if best is not None:
-            out.append(self._finding(best, ctx))
-        return out
+            return [self._finding(best, ctx)]
+        return []
 
     def _evaluate(
         self,
         w: _Window,
-        ctx: AccountContext,
         warning: dict[str, float],
         critical: dict[str, float],
     ) -> Severity | None:
@@ -124,7 +174,7 @@ class DeviationDetector(BaseDetector):
                 if w.p_calls < th["p_value"]:
                     w.calls_level[name] = calls
         # spend
-        cost_mean, cost_m2 = ctx.sig.cost_moments()
+        cost_mean, cost_m2 = w.cost_mean, w.cost_m2
         mean_s = w.mu * cost_mean
         var_s = w.mu * max(cost_m2 - cost_mean**2, 0.0) + var_n * cost_mean**2
         # one expensive call is not a deviation of the account's traffic (the destination
@@ -161,7 +211,7 @@ class DeviationDetector(BaseDetector):
         spend_led = ("critical" in w.spend_level and "critical" not in w.calls_level) or (
             not w.calls_level and w.spend_level
         )
-        cost_mean, _ = ctx.sig.cost_moments()
+        cost_mean = w.cost_mean
         if spend_led:
             param = f"spend_per_{w.kind}"
             value: Any = money(w.spend)

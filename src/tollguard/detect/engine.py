@@ -24,11 +24,21 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import EVIDENCE_CAP, Alert, Evidence
-from tollguard.detect.base import ZERO, AccountContext, Detector, Finding, cost_of
-from tollguard.detect.signature import Priors, Signature, slot_of
+from tollguard.detect.base import (
+    ACCOUNT_LEVEL,
+    E4,
+    ZERO,
+    AccountContext,
+    Detector,
+    Finding,
+    dec,
+)
+from tollguard.detect.population import Population
+from tollguard.detect.signature import EPOCH_SLOT_OFFSET, HOURS_PER_WEEK, Priors, Signature
 from tollguard.policy import Policy
 
 
@@ -43,7 +53,9 @@ class EnforcementSummary:
     cost_prevented: Decimal = ZERO  # cost of the calls refused
     calls_refused: int = 0
     calls_allowed: int = 0
-    blocked_subjects: dict[str, datetime] = field(default_factory=dict)  # numbers/prefixes
+    # numbers/prefixes (for everyone) and this account's destinations ("country:TL",
+    # "number_type:PREMIUM_RATE") blocked, with the time of the block
+    blocked_subjects: dict[str, datetime] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,10 +70,75 @@ class EnforcementSummary:
         }
 
 
+class _Books:
+    """Per-account enforcement counters (integer e4 money; converted in ``enforcement``)."""
+
+    __slots__ = (
+        "blocked_at",
+        "blocked_by",
+        "blocked_subjects",
+        "calls_allowed",
+        "calls_refused",
+        "dest_blocks",
+        "incurred_e4",
+        "prevented_e4",
+    )
+
+    def __init__(self) -> None:
+        self.blocked_at: datetime | None = None
+        self.blocked_by: str | None = None
+        self.blocked_subjects: dict[str, datetime] = {}
+        self.dest_blocks: dict[str, tuple[float, datetime]] = {}  # "country:TL" -> block
+        self.calls_allowed = 0
+        self.calls_refused = 0
+        self.incurred_e4 = 0
+        self.prevented_e4 = 0
+
+    def summary(self, account: str) -> EnforcementSummary:
+        return EnforcementSummary(
+            account=account,
+            blocked_at=self.blocked_at,
+            blocked_by=self.blocked_by,
+            cost_incurred=dec(self.incurred_e4),
+            cost_prevented=dec(self.prevented_e4),
+            calls_refused=self.calls_refused,
+            calls_allowed=self.calls_allowed,
+            blocked_subjects=dict(self.blocked_subjects),
+        )
+
+
 @dataclass(slots=True)
 class _Open:
     alert: Alert
-    last: datetime
+    last: float  # epoch seconds of the last record of the situation
+
+
+class _Offsets:
+    """UTC offset of one time zone by epoch second, cached per 15 minutes (zone
+    transitions fall on quarter hours); records arrive in time order, so the last
+    bucket almost always answers."""
+
+    __slots__ = ("bucket", "cache", "offset", "tz")
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.bucket = -1
+        self.offset = 0.0
+        self.cache: dict[int, float] = {}
+
+    def at(self, ts: float) -> float:
+        bucket = int(ts // 900)
+        if bucket == self.bucket:
+            return self.offset
+        off = self.cache.get(bucket)
+        if off is None:
+            delta = datetime.fromtimestamp(bucket * 900, self.tz).utcoffset()
+            off = delta.total_seconds() if delta else 0.0
+            if len(self.cache) > 50_000:
+                self.cache.clear()
+            self.cache[bucket] = off
+        self.bucket, self.offset = bucket, off
+        return off
 
 
 def default_detectors() -> list[Detector]:
@@ -105,6 +182,7 @@ class Engine:
         priors: Priors | None = None,
         detectors: Sequence[Detector] | None = None,
         alert_gap: timedelta = timedelta(hours=12),
+        learn_population: bool = True,
     ) -> None:
         self.policy = policy
         self.enforce = enforce
@@ -113,13 +191,19 @@ class Engine:
             list(detectors) if detectors is not None else (default_detectors())
         )
         self.alert_gap = alert_gap
+        self._gap_s = alert_gap.total_seconds()
         self.alerts: list[Alert] = []
+        self.population: Population | None = (
+            Population(self.priors.half_life_days) if learn_population else None
+        )
         self._accounts: dict[str, AccountContext] = {}
         self._open: dict[tuple[str, str, str, str], _Open] = {}
-        self._summary: dict[str, EnforcementSummary] = {}
-        self._blocked_accounts: dict[str, tuple[datetime, str]] = {}
-        self._blocked_numbers: dict[str, datetime] = {}
-        self._blocked_prefixes: dict[str, datetime] = {}
+        self._books: dict[str, _Books] = {}
+        self._offsets: dict[str, _Offsets] = {}
+        self._blocked_accounts: dict[str, tuple[float, datetime, str]] = {}
+        self._blocked_numbers: dict[str, tuple[float, datetime]] = {}
+        self._blocked_prefixes: dict[str, tuple[float, datetime]] = {}
+        self._any_block = False
         self._seen = 0
         from tollguard.detect.limits import LimitsDetector
 
@@ -128,75 +212,77 @@ class Engine:
         )
 
     # -- accounts and time --------------------------------------------------
+    def _new_context(self, account: str) -> AccountContext:
+        resolved = self.policy.account(account)
+        ctx = AccountContext(account, resolved, Signature(self.priors))
+        zone = self._offsets.get(resolved.timezone)
+        if zone is None:
+            zone = self._offsets[resolved.timezone] = _Offsets(ctx.tz)
+        ctx.zone = zone
+        ctx.population = self.population
+        ctx.books = _Books()
+        return ctx
+
     def context(self, account: str) -> AccountContext:
         ctx = self._accounts.get(account)
         if ctx is None:
-            ctx = AccountContext(account, self.policy.account(account), Signature(self.priors))
-            self._accounts[account] = ctx
+            ctx = self._accounts[account] = self._new_context(account)
+            self._books[account] = ctx.books
+            active: list[tuple[Detector, bool]] = []
+            for det in self.detectors:
+                if ctx.settings(det).enabled:
+                    active.append((det, ctx.terminating and det.name in ACCOUNT_LEVEL))
+            ctx.active = active
         return ctx
 
-    @staticmethod
-    def _clock(ctx: AccountContext, record: CallRecord) -> None:
-        local = record.end.astimezone(ctx.tz)
-        off = local.utcoffset()
-        secs = record.end.timestamp() + (off.total_seconds() if off else 0.0)
-        hour_index = int(secs // 3600)
-        day_index = int(secs // 86400)
-        if hour_index >= ctx.hour_index or ctx.now == datetime.min:
-            ctx.now = record.end
-            ctx.local = local
-            ctx.hour_index = hour_index
-            ctx.day_index = day_index
-            ctx.slot = slot_of(hour_index)
-            ctx.sig.advance(hour_index, day_index)
-        else:  # a late record (out of order): keep the clock, only note its time
-            ctx.now = max(ctx.now, record.end)
-            ctx.local = local
-
-    def _summary_for(self, account: str) -> EnforcementSummary:
-        s = self._summary.get(account)
-        if s is None:
-            s = self._summary[account] = EnforcementSummary(account)
-        return s
-
     # -- enforcement --------------------------------------------------------
-    def _block_reason(self, record: CallRecord) -> str | None:
+    def _block_reason(
+        self, record: CallRecord, ctx: AccountContext | None, start: float
+    ) -> str | None:
         blocked = self._blocked_accounts.get(record.account)
-        if blocked is not None and record.start >= blocked[0]:
-            return f"account blocked since {blocked[0].isoformat()} (alert {blocked[1]})"
+        if blocked is not None and start >= blocked[0]:
+            return f"account blocked since {blocked[1].isoformat()} (alert {blocked[2]})"
+        if ctx is not None and ctx.books.dest_blocks:
+            for key in (f"country:{record.country}", f"number_type:{record.number_type}"):
+                at = ctx.books.dest_blocks.get(key)
+                if at is not None and start >= at[0]:
+                    what = key.replace(":", " ")
+                    return f"{what} blocked for this account since {at[1].isoformat()}"
         number = record.callee_e164 or record.callee
-        at = self._blocked_numbers.get(number)
-        if at is not None and record.start >= at:
-            return f"number {number} blocked since {at.isoformat()}"
+        hit = self._blocked_numbers.get(number)
+        if hit is not None and start >= hit[0]:
+            return f"number {number} blocked since {hit[1].isoformat()}"
         if self._blocked_prefixes and len(number) > 3:
-            at = self._blocked_prefixes.get(number[:-2])
-            if at is not None and record.start >= at:
-                return f"range {number[:-2]} blocked since {at.isoformat()}"
+            hit = self._blocked_prefixes.get(number[:-2])
+            if hit is not None and start >= hit[0]:
+                return f"range {number[:-2]} blocked since {hit[1].isoformat()}"
         return None
 
     def refusal(self, record: CallRecord) -> str | None:
         """Why tollguard in the call path would refuse this call, or None.
 
-        A call is refused when its account (or, after pumping, its B-number or range)
-        was blocked by an earlier critical, not report-only alert and the call starts
-        at or after that block (calls already in progress are let run), or when the
-        call itself breaches a limit: a blocked/not-allowed country or number type, a
-        time outside ``allowed_hours``, a spend or call-count limit already reached in
-        its period, calls per minute or concurrent calls at the limit. Pure: changes
-        no state.
+        A call is refused when its account was blocked by an earlier critical, not
+        report-only alert (or, for the destination it calls, its country or number type
+        for this account; for everyone, a pumped or Wangiri number or a dialed range),
+        and the call starts at or after that block (calls already in progress are let
+        run), or when the call itself breaches a limit: a blocked/not-allowed country or
+        number type, a time outside ``allowed_hours``, a spend or call-count limit
+        already reached in its period, calls per minute or concurrent calls at the
+        limit. Pure: changes no state.
         """
-        reason = self._block_reason(record)
+        ctx = self._accounts.get(record.account)
+        start = record.start.timestamp()
+        reason = self._block_reason(record, ctx, start) if self._any_block else None
         if reason is not None or self._limits is None:
             return reason
-        ctx = self._accounts.get(record.account)
         if ctx is None:
-            ctx = AccountContext(
-                record.account, self.policy.account(record.account), Signature(self.priors)
-            )
+            ctx = self._new_context(record.account)
+        if not ctx.has_limits:
+            return None
         settings = ctx.settings(self._limits)
         if not settings.enabled or settings.report_only:
             return None
-        return self._limits.would_refuse(record, ctx)
+        return self._limits.would_refuse(record, ctx, start)
 
     def is_refused(self, record: CallRecord) -> bool:
         """True if tollguard, in the path, would have refused this call (see ``refusal``)."""
@@ -209,25 +295,35 @@ class Engine:
         would have been blocked and ``cost_prevented``/``calls_refused`` count the calls
         after that block that a blocking tollguard would have refused.
         """
-        return dict(self._summary)
+        return {account: books.summary(account) for account, books in self._books.items()}
 
-    def _block(self, alert: Alert, finding: Finding, record: CallRecord) -> None:
-        if alert.report_only or finding.block == "none":
+    def _block(self, alert: Alert, finding: Finding, ctx: AccountContext, at: datetime) -> None:
+        scope = finding.block
+        if alert.report_only or scope == "none":
             return
-        at = record.end
-        summary = self._summary_for(record.account)
-        if finding.block == "account":
-            if record.account not in self._blocked_accounts:
-                self._blocked_accounts[record.account] = (at, alert.id)
-                summary.blocked_at = at
-                summary.blocked_by = alert.id
-        elif finding.block == "number":
+        if scope == "account" and ctx.terminating:
+            return  # a terminating trunk is never blocked: its numbers and ranges are
+        ts = ctx.end_ts
+        books = ctx.books
+        account = ctx.account
+        if scope == "account":
+            if account not in self._blocked_accounts:
+                self._blocked_accounts[account] = (ts, at, alert.id)
+                books.blocked_at = at
+                books.blocked_by = alert.id
+        elif scope == "destination":
+            key = f"{finding.subject_kind}:{finding.subject}"
+            if key not in books.dest_blocks:
+                books.dest_blocks[key] = (ts, at)
+                books.blocked_subjects[key] = at
+        elif scope == "number":
             if finding.subject not in self._blocked_numbers:
-                self._blocked_numbers[finding.subject] = at
-                summary.blocked_subjects[finding.subject] = at
-        elif finding.block == "prefix" and finding.subject not in self._blocked_prefixes:
-            self._blocked_prefixes[finding.subject] = at
-            summary.blocked_subjects[finding.subject] = at
+                self._blocked_numbers[finding.subject] = (ts, at)
+                books.blocked_subjects[finding.subject] = at
+        elif scope == "prefix" and finding.subject not in self._blocked_prefixes:
+            self._blocked_prefixes[finding.subject] = (ts, at)
+            books.blocked_subjects[finding.subject] = at
+        self._any_block = True
 
     # -- the record path ----------------------------------------------------
     def process(self, record: CallRecord) -> list[Alert]:
@@ -237,52 +333,76 @@ class Engine:
         ``enforcement()`` and not passed to the detectors (the call never happened),
         except that a limit refusal is still reported by the limits detector.
         """
-        ctx = self.context(record.account)
-        self._clock(ctx, record)
-        summary = self._summary_for(record.account)
-        cost = cost_of(record)
+        ctx = self._accounts.get(record.account)
+        if ctx is None:
+            ctx = self.context(record.account)
+        end_ts = record.end.timestamp()
+        start_ts = record.start.timestamp()
+        cost = record.cost
+        cost_e4 = 0 if cost is None else int(cost * E4)
+        # the account's clock (local hours and days since the epoch, hour of week)
+        off = ctx.zone.at(end_ts)
+        hour_index = int((end_ts + off) // 3600)
+        if hour_index >= ctx.hour_index or ctx.now == datetime.min:
+            ctx.now = record.end
+            if hour_index != ctx.hour_index:
+                day_index = hour_index // 24
+                ctx.hour_index = hour_index
+                ctx.day_index = day_index
+                ctx.slot = (hour_index + EPOCH_SLOT_OFFSET) % HOURS_PER_WEEK
+                ctx.sig.advance(hour_index, day_index)
+        elif record.end > ctx.now:  # a late record (out of order): keep the clock
+            ctx.now = record.end
+        ctx.start_ts = start_ts
+        ctx.end_ts = end_ts
+        ctx.cost_e4 = cost_e4
+        ctx.offset = off
+        books = ctx.books
         self._seen += 1
         if self._seen % self.PRUNE_EVERY == 0:
-            self._prune(record.end)
+            self._prune(end_ts)
         if self.enforce:
-            blocked = self._block_reason(record)
-            if blocked is not None:
-                summary.calls_refused += 1
-                summary.cost_prevented += cost
+            if self._any_block and self._block_reason(record, ctx, start_ts) is not None:
+                books.calls_refused += 1
+                books.prevented_e4 += cost_e4
                 return []
-            if self._limits is not None:
-                settings = ctx.settings(self._limits)
+            limits = self._limits
+            if limits is not None and ctx.has_limits:
+                settings = ctx.settings(limits)
                 if settings.enabled and not settings.report_only:
-                    why = self._limits.would_refuse(record, ctx)
+                    why = limits.would_refuse(record, ctx, start_ts)
                     if why is not None:
-                        summary.calls_refused += 1
-                        summary.cost_prevented += cost
-                        findings = self._limits.refused(record, ctx, why)
-                        return self._apply(findings, ctx, record, self._limits)
-        elif self._block_reason(record) is not None:
-            summary.calls_refused += 1
-            summary.cost_prevented += cost
-        summary.calls_allowed += 1
-        summary.cost_incurred += cost
+                        books.calls_refused += 1
+                        books.prevented_e4 += cost_e4
+                        findings = limits.refused(record, ctx, why)
+                        return self._apply(findings, ctx, record, limits, False)
+        elif self._any_block and self._block_reason(record, ctx, start_ts) is not None:
+            books.calls_refused += 1
+            books.prevented_e4 += cost_e4
+        books.calls_allowed += 1
+        books.incurred_e4 += cost_e4
 
-        start_ts = record.start.timestamp()
-        end_ts = record.end.timestamp()
-        ctx.peak = ctx.overlap.peak_with(start_ts, end_ts)
+        ctx.peak = peak = ctx.overlap.peak_with(start_ts, end_ts)
         out: list[Alert] = []
         critical = False
-        for det in self.detectors:
-            settings = ctx.settings(det)
-            if not settings.enabled:
-                continue
+        for det, cap in ctx.active:
             findings = det.observe(record, ctx)
             if findings:
-                if any(f.severity == "critical" for f in findings):
-                    critical = True
-                out.extend(self._apply(findings, ctx, record, det))
-        ctx.clean = not critical
-        ctx.sig.count(record, ctx.clean)
-        ctx.sig.note_peak(ctx.peak, ctx.clean)
+                if not critical:
+                    for f in findings:
+                        if f.severity == "critical" and not cap:
+                            critical = True
+                alerts = self._apply(findings, ctx, record, det, cap)
+                if alerts:
+                    out.extend(alerts)
+        clean = ctx.clean = not critical
+        sig = ctx.sig
+        sig.count(record, clean, cost_e4)
+        if clean and peak > sig.day_peak:
+            sig.day_peak = peak
         ctx.overlap.add(start_ts, end_ts)
+        if clean and self.population is not None:
+            self.population.observe(record, ctx)
         return out
 
     def finish(self) -> list[Alert]:
@@ -290,7 +410,8 @@ class Engine:
         out: list[Alert] = []
         for det in self.detectors:
             for finding, ctx in det.finish():
-                out.extend(self._apply([finding], ctx, None, det))
+                cap = ctx.terminating and det.name in ACCOUNT_LEVEL
+                out.extend(self._apply([finding], ctx, None, det, cap))
         return out
 
     def _apply(
@@ -299,15 +420,25 @@ class Engine:
         ctx: AccountContext,
         record: CallRecord | None,
         det: Detector,
+        cap: bool,
     ) -> list[Alert]:
         out: list[Alert] = []
         now = record.end if record is not None else ctx.now
+        now_ts = ctx.end_ts
+        name = det.name
         for f in findings:
-            f.detector = det.name
+            f.detector = name
+            if cap and f.severity == "critical":
+                # a terminating account's volume is not its own choice: at most a warning
+                f.severity = "warning"
+                f.explanation = {
+                    **f.explanation,
+                    "capped": "terminating account: account-level findings are warnings",
+                }
             scope = "" if f.global_scope else ctx.account
-            key = (det.name, scope, f.subject, f.situation)
+            key = (name, scope, f.subject, f.situation)
             op = self._open.get(key)
-            if op is not None and now - op.last > self.alert_gap:
+            if op is not None and now_ts - op.last > self._gap_s:
                 del self._open[key]
                 op = None
             if op is None:
@@ -316,8 +447,8 @@ class Engine:
                 first = f.prior_ids[0] if f.prior_ids else (record.record_id if record else "")
                 ids = list(f.prior_ids[:EVIDENCE_CAP])
                 alert = Alert(
-                    id=alert_id(det.name, scope, f.subject, f.situation, first),
-                    detector=det.name,
+                    id=alert_id(name, scope, f.subject, f.situation, first),
+                    detector=name,
                     severity=f.severity,
                     account=ctx.account,
                     subject=f.subject,
@@ -332,16 +463,17 @@ class Engine:
                     report_only=ctx.settings(det).report_only,
                 )
                 self.alerts.append(alert)
-                self._open[key] = _Open(alert, now)
+                self._open[key] = _Open(alert, now_ts)
                 out.append(_snapshot(alert))
                 if f.severity == "critical" and record is not None:
-                    self._block(alert, f, record)
+                    self._block(alert, f, ctx, now)
                 continue
             alert = op.alert
-            op.last = now
+            op.last = now_ts
             if record is not None:
                 alert.records += 1
-                alert.cost += cost_of(record)
+                if ctx.cost_e4:
+                    alert.cost += dec(ctx.cost_e4)
                 alert.evidence.add(record.record_id)
             if f.severity is not None:
                 alert.explanation = f.explanation
@@ -350,11 +482,11 @@ class Engine:
                 alert.escalated_at = now
                 out.append(_snapshot(alert))
                 if record is not None:
-                    self._block(alert, f, record)
+                    self._block(alert, f, ctx, now)
         return out
 
-    def _prune(self, now: datetime) -> None:
-        stale = [k for k, op in self._open.items() if now - op.last > self.alert_gap]
+    def _prune(self, now_ts: float) -> None:
+        stale = [k for k, op in self._open.items() if now_ts - op.last > self._gap_s]
         for k in stale:
             del self._open[k]
 

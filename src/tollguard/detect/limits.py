@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
@@ -33,12 +34,21 @@ from tollguard.detect.base import (
     BaseDetector,
     Finding,
     SubjectKind,
-    cost_of,
+    dec,
+    e4_of,
     money,
 )
 from tollguard.policy import Limits
 
 INTERNATIONAL = "international"
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@lru_cache(maxsize=4096)
+def _month_of(day_index: int) -> int:
+    d = date.fromordinal(day_index + _EPOCH_ORDINAL)
+    return d.year * 12 + d.month
 
 
 @dataclass(slots=True)
@@ -46,22 +56,65 @@ class _Counters:
     hour: int = -1
     day: int = -1
     month: int = -1
-    spend_hour: Decimal = ZERO
-    spend_day: Decimal = ZERO
-    spend_month: Decimal = ZERO
+    spend_hour: int = 0  # money in integer ten-thousandths
+    spend_day: int = 0
+    spend_month: int = 0
     calls_day: int = 0
-    spend_country: dict[str, Decimal] = field(default_factory=dict)
+    spend_country: dict[str, int] = field(default_factory=dict)
     calls_country: dict[str, int] = field(default_factory=dict)
-    spend_type: dict[str, Decimal] = field(default_factory=dict)
+    spend_type: dict[str, int] = field(default_factory=dict)
     calls_type: dict[str, int] = field(default_factory=dict)
     starts: list[float] = field(default_factory=list)  # sorted call starts, last ~minutes
-    day_started: datetime | None = None
     warned: set[str] = field(default_factory=set)
 
 
-def _periods(local: datetime) -> tuple[int, int, int]:
-    day = local.toordinal()
-    return day * 24 + local.hour, day, local.year * 12 + local.month
+@dataclass(slots=True)
+class _Window:
+    days: frozenset[int]
+    start_s: int
+    stop_s: int
+    applies_to: str  # "ALL", "INTERNATIONAL" or a number type
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """An account's limits as integers (money e4), read once per account."""
+
+    lim: Limits
+    spend_hour: int | None
+    spend_day: int | None
+    spend_month: int | None
+    spend_country: dict[str, int]
+    spend_type: dict[str, int]
+    windows: list[_Window]
+    fraction: float
+
+
+def _e4(value: Decimal | None) -> int | None:
+    return None if value is None else e4_of(value)
+
+
+def _prepare(ctx: AccountContext, fraction: float) -> _Prepared:
+    lim = ctx.policy.limits
+    windows = [
+        _Window(
+            w.weekdays(),
+            w.start.hour * 3600 + w.start.minute * 60 + w.start.second,
+            w.stop.hour * 3600 + w.stop.minute * 60 + w.stop.second,
+            w.applies_to.upper(),
+        )
+        for w in lim.allowed_hours
+    ]
+    return _Prepared(
+        lim,
+        _e4(lim.max_spend_per_hour),
+        _e4(lim.max_spend_per_day),
+        _e4(lim.max_spend_per_month),
+        {k: e4_of(v) for k, v in lim.max_spend_per_day_by_country.items()},
+        {k: e4_of(v) for k, v in lim.max_spend_per_day_by_number_type.items()},
+        windows,
+        fraction,
+    )
 
 
 class LimitsDetector(BaseDetector):
@@ -71,6 +124,14 @@ class LimitsDetector(BaseDetector):
     default_options: ClassVar[dict[str, Any]] = {}
 
     # -- state --------------------------------------------------------------
+    def _prepared(self, ctx: AccountContext) -> _Prepared:
+        settings = ctx.settings(self)
+        prep = settings.prepared
+        if prep is None:
+            prep = settings.prepared = _prepare(ctx, float(settings.warning.get("fraction", 0.8)))
+        assert isinstance(prep, _Prepared)
+        return prep
+
     def _counters(self, ctx: AccountContext) -> _Counters:
         c = ctx.state.get(self.name)
         if c is None:
@@ -79,69 +140,81 @@ class LimitsDetector(BaseDetector):
         return c
 
     @staticmethod
-    def _roll(c: _Counters, local_end: datetime) -> None:
-        hour, day, month = _periods(local_end)
+    def _roll(c: _Counters, hour: int) -> None:
         if hour != c.hour:
             c.hour = hour
-            c.spend_hour = ZERO
-            c.warned = {w for w in c.warned if not w.endswith(":hour")}
+            c.spend_hour = 0
+            if c.warned:
+                c.warned = {w for w in c.warned if not w.endswith(":hour")}
+        day = hour // 24
         if day != c.day:
             c.day = day
-            c.spend_day = ZERO
+            c.spend_day = 0
             c.calls_day = 0
             c.spend_country.clear()
             c.calls_country.clear()
             c.spend_type.clear()
             c.calls_type.clear()
-            c.warned = {w for w in c.warned if w.endswith(":month")}
-        if month != c.month:
-            c.month = month
-            c.spend_month = ZERO
-            c.warned.clear()
+            if c.warned:
+                c.warned = {w for w in c.warned if w.endswith(":month")}
+            month = _month_of(day)
+            if month != c.month:
+                c.month = month
+                c.spend_month = 0
+                c.warned.clear()
 
     # -- the authorizer's question ------------------------------------------
-    def would_refuse(self, record: CallRecord, ctx: AccountContext) -> str | None:
-        lim = ctx.policy.limits
-        static = _static_breach(record, ctx, lim)
+    def would_refuse(
+        self, record: CallRecord, ctx: AccountContext, start_ts: float | None = None
+    ) -> str | None:
+        if not ctx.has_limits:
+            return None
+        prep = self._prepared(ctx)
+        lim = prep.lim
+        start = record.start.timestamp() if start_ts is None else start_ts
+        local_s = start + (ctx.zone.at(start) if ctx.zone is not None else ctx.offset)
+        static = _static_breach(record, ctx, prep, local_s)
         if static is not None and static[0] != "max_call_duration_s":  # unknown at call start
             return f"{static[0]}: {static[2]}"
         c = ctx.state.get(self.name)
         if not isinstance(c, _Counters):
             return None
-        local_start = record.start.astimezone(ctx.tz)
-        hour, day, month = _periods(local_start)
-        if (
-            lim.max_spend_per_hour is not None
-            and hour == c.hour
-            and (c.spend_hour >= lim.max_spend_per_hour)
-        ):
-            return f"max_spend_per_hour: {lim.max_spend_per_hour} reached ({money(c.spend_hour)})"
+        hour = int(local_s // 3600)
+        day = hour // 24
+        if prep.spend_hour is not None and hour == c.hour and c.spend_hour >= prep.spend_hour:
+            return (
+                f"max_spend_per_hour: {lim.max_spend_per_hour} reached ({money(dec(c.spend_hour))})"
+            )
         if day == c.day:
-            if lim.max_spend_per_day is not None and c.spend_day >= lim.max_spend_per_day:
-                return f"max_spend_per_day: {lim.max_spend_per_day} reached ({money(c.spend_day)})"
+            if prep.spend_day is not None and c.spend_day >= prep.spend_day:
+                return (
+                    f"max_spend_per_day: {lim.max_spend_per_day} reached "
+                    f"({money(dec(c.spend_day))})"
+                )
             if lim.max_calls_per_day is not None and c.calls_day >= lim.max_calls_per_day:
                 return f"max_calls_per_day: {lim.max_calls_per_day} reached"
             country = record.country or ""
-            cap = lim.max_spend_per_day_by_country.get(country)
-            if cap is not None and c.spend_country.get(country, ZERO) >= cap:
-                return f"max_spend_per_day_by_country: {country} {cap} reached"
+            cap = prep.spend_country.get(country)
+            if cap is not None and c.spend_country.get(country, 0) >= cap:
+                shown = lim.max_spend_per_day_by_country[country]
+                return f"max_spend_per_day_by_country: {country} {shown} reached"
             ncap = lim.max_calls_per_day_by_country.get(country)
             if ncap is not None and c.calls_country.get(country, 0) >= ncap:
                 return f"max_calls_per_day_by_country: {country} {ncap} reached"
             ntype = record.number_type or ""
-            cap = lim.max_spend_per_day_by_number_type.get(ntype)
-            if cap is not None and c.spend_type.get(ntype, ZERO) >= cap:
-                return f"max_spend_per_day_by_number_type: {ntype} {cap} reached"
+            cap = prep.spend_type.get(ntype)
+            if cap is not None and c.spend_type.get(ntype, 0) >= cap:
+                shown = lim.max_spend_per_day_by_number_type[ntype]
+                return f"max_spend_per_day_by_number_type: {ntype} {shown} reached"
             ncap = lim.max_calls_per_day_by_number_type.get(ntype)
             if ncap is not None and c.calls_type.get(ntype, 0) >= ncap:
                 return f"max_calls_per_day_by_number_type: {ntype} {ncap} reached"
         if (
-            lim.max_spend_per_month is not None
-            and month == c.month
-            and (c.spend_month >= lim.max_spend_per_month)
+            prep.spend_month is not None
+            and _month_of(day) == c.month
+            and c.spend_month >= prep.spend_month
         ):
             return f"max_spend_per_month: {lim.max_spend_per_month} reached"
-        start = record.start.timestamp()
         if lim.max_calls_per_minute is not None:
             n = _starts_in(c.starts, start - 60.0, start)
             if n >= lim.max_calls_per_minute:
@@ -178,106 +251,142 @@ class LimitsDetector(BaseDetector):
 
     # -- detection ----------------------------------------------------------
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
-        lim = ctx.policy.limits
+        if not ctx.has_limits:
+            return []
+        prep = self._prepared(ctx)
+        lim = prep.lim
         c = self._counters(ctx)
-        local_end = ctx.local
-        self._roll(c, local_end)
-        cost = cost_of(record)
+        self._roll(c, int((ctx.end_ts + ctx.offset) // 3600))
+        cost = ctx.cost_e4
         country = record.country or ""
         ntype = record.number_type or ""
-        if c.day_started is None or c.calls_day == 0:
-            c.day_started = record.start
         c.spend_hour += cost
         c.spend_day += cost
         c.spend_month += cost
         c.calls_day += 1
         if country:
-            c.spend_country[country] = c.spend_country.get(country, ZERO) + cost
+            c.spend_country[country] = c.spend_country.get(country, 0) + cost
             c.calls_country[country] = c.calls_country.get(country, 0) + 1
         if ntype:
-            c.spend_type[ntype] = c.spend_type.get(ntype, ZERO) + cost
+            c.spend_type[ntype] = c.spend_type.get(ntype, 0) + cost
             c.calls_type[ntype] = c.calls_type.get(ntype, 0) + 1
-        start = record.start.timestamp()
+        start = ctx.start_ts
         if lim.max_calls_per_minute is not None:
             bisect.insort(c.starts, start)
-            cutoff = record.end.timestamp() - 7200.0
+            cutoff = ctx.end_ts - 7200.0
             if c.starts and c.starts[0] < cutoff:
                 del c.starts[: bisect.bisect_left(c.starts, cutoff)]
 
         out: list[Finding] = []
-        static = _static_breach(record, ctx, lim)
+        start_off = ctx.zone.at(start) if ctx.zone is not None else ctx.offset
+        static = _static_breach(record, ctx, prep, start + start_off)
         if static is not None:
             sparam, svalue, swhy = static
             subject, kind = _subject_for(sparam, record, ctx)
-            out.append(self._finding(record, sparam, subject, kind, "critical", svalue, swhy, swhy))
-        fraction = ctx.settings(self).warning.get("fraction", 0.8)
-        checks: list[tuple[str, Decimal | int, Decimal | int | None, str, str]] = [
-            ("max_spend_per_hour", c.spend_hour, lim.max_spend_per_hour, "this hour", "hour"),
-            ("max_spend_per_day", c.spend_day, lim.max_spend_per_day, "today", "day"),
-            ("max_spend_per_month", c.spend_month, lim.max_spend_per_month, "this month", "month"),
-            ("max_calls_per_day", c.calls_day, lim.max_calls_per_day, "today", "day"),
-        ]
+            out.append(
+                self._finding(record, ctx, sparam, subject, kind, "critical", svalue, swhy, swhy)
+            )
+        fraction = prep.fraction
+        checks: list[tuple[str, int, int | None, str, str]] = []
+        if prep.spend_hour is not None:
+            checks.append(
+                ("max_spend_per_hour", c.spend_hour, prep.spend_hour, "this hour", "hour")
+            )
+        if prep.spend_day is not None:
+            checks.append(("max_spend_per_day", c.spend_day, prep.spend_day, "today", "day"))
+        if prep.spend_month is not None:
+            checks.append(
+                ("max_spend_per_month", c.spend_month, prep.spend_month, "this month", "month")
+            )
+        if lim.max_calls_per_day is not None:
+            checks.append(("max_calls_per_day", c.calls_day, lim.max_calls_per_day, "today", "day"))
         if country:
-            checks.append(
-                (
-                    "max_spend_per_day_by_country",
-                    c.spend_country[country],
-                    lim.max_spend_per_day_by_country.get(country),
-                    f"today to {country}",
-                    "day",
+            if country in prep.spend_country:
+                checks.append(
+                    (
+                        "max_spend_per_day_by_country",
+                        c.spend_country[country],
+                        prep.spend_country[country],
+                        f"today to {country}",
+                        "day",
+                    )
                 )
-            )
-            checks.append(
-                (
-                    "max_calls_per_day_by_country",
-                    c.calls_country[country],
-                    lim.max_calls_per_day_by_country.get(country),
-                    f"today to {country}",
-                    "day",
+            if country in lim.max_calls_per_day_by_country:
+                checks.append(
+                    (
+                        "max_calls_per_day_by_country",
+                        c.calls_country[country],
+                        lim.max_calls_per_day_by_country[country],
+                        f"today to {country}",
+                        "day",
+                    )
                 )
-            )
         if ntype:
-            checks.append(
-                (
-                    "max_spend_per_day_by_number_type",
-                    c.spend_type[ntype],
-                    lim.max_spend_per_day_by_number_type.get(ntype),
-                    f"today to {ntype} numbers",
-                    "day",
+            if ntype in prep.spend_type:
+                checks.append(
+                    (
+                        "max_spend_per_day_by_number_type",
+                        c.spend_type[ntype],
+                        prep.spend_type[ntype],
+                        f"today to {ntype} numbers",
+                        "day",
+                    )
                 )
-            )
-            checks.append(
-                (
-                    "max_calls_per_day_by_number_type",
-                    c.calls_type[ntype],
-                    lim.max_calls_per_day_by_number_type.get(ntype),
-                    f"today to {ntype} numbers",
-                    "day",
+            if ntype in lim.max_calls_per_day_by_number_type:
+                checks.append(
+                    (
+                        "max_calls_per_day_by_number_type",
+                        c.calls_type[ntype],
+                        lim.max_calls_per_day_by_number_type[ntype],
+                        f"today to {ntype} numbers",
+                        "day",
+                    )
                 )
-            )
+        cur = ctx.policy.currency
         for param, value, limit, when, period in checks:
             if limit is None:
                 continue
             is_money = param.startswith("max_spend")
-            shown = f"{ctx.policy.currency} {money(value)}" if is_money else f"{value} calls"
-            shown_limit = f"{ctx.policy.currency} {money(limit)}" if is_money else f"{limit}"
-            subject, kind = _subject_for(param, record, ctx)
             if value > limit:
+                shown = f"{cur} {money(dec(value))}" if is_money else f"{value} calls"
+                shown_limit = f"{cur} {money(dec(limit))}" if is_money else f"{limit}"
+                subject, kind = _subject_for(param, record, ctx)
                 why = f"{shown} {when}, above the limit {param} = {shown_limit}"
                 out.append(
-                    self._finding(record, param, subject, kind, "critical", str(value), limit, why)
+                    self._finding(
+                        record,
+                        ctx,
+                        param,
+                        subject,
+                        kind,
+                        "critical",
+                        str(dec(value)) if is_money else str(value),
+                        dec(limit) if is_money else limit,
+                        why,
+                    )
                 )
-            elif fraction > 0 and value >= limit * Decimal(str(fraction)):
+            elif fraction > 0 and value >= limit * fraction:
+                subject, kind = _subject_for(param, record, ctx)
                 tag = f"{param}:{subject}:{period}"
                 if tag not in c.warned:
                     c.warned.add(tag)
+                    shown = f"{cur} {money(dec(value))}" if is_money else f"{value} calls"
+                    shown_limit = f"{cur} {money(dec(limit))}" if is_money else f"{limit}"
                     why = (
                         f"{shown} {when}: {int(fraction * 100)}% of the limit "
                         f"{param} = {shown_limit} reached"
                     )
                     out.append(
                         self._finding(
-                            record, param, subject, kind, "warning", str(value), limit, why
+                            record,
+                            ctx,
+                            param,
+                            subject,
+                            kind,
+                            "warning",
+                            str(dec(value)) if is_money else str(value),
+                            dec(limit) if is_money else limit,
+                            why,
                         )
                     )
         if lim.max_concurrent_calls is not None and ctx.peak > lim.max_concurrent_calls:
@@ -288,6 +397,7 @@ class LimitsDetector(BaseDetector):
             out.append(
                 self._finding(
                     record,
+                    ctx,
                     "max_concurrent_calls",
                     ctx.account,
                     "account",
@@ -308,6 +418,7 @@ class LimitsDetector(BaseDetector):
                 out.append(
                     self._finding(
                         record,
+                        ctx,
                         "max_calls_per_minute",
                         ctx.account,
                         "account",
@@ -322,6 +433,7 @@ class LimitsDetector(BaseDetector):
     @staticmethod
     def _finding(
         record: CallRecord,
+        ctx: AccountContext,
         param: str,
         subject: str,
         kind: SubjectKind,
@@ -336,7 +448,7 @@ class LimitsDetector(BaseDetector):
             severity=severity,
             started_at=record.start,
             records=1,
-            cost=cost_of(record),
+            cost=dec(ctx.cost_e4),
             situation=param,
             prior_ids=(record.record_id,),
             explanation={
@@ -360,15 +472,12 @@ def _subject_for(param: str, record: CallRecord, ctx: AccountContext) -> tuple[s
     return ctx.account, "account"
 
 
-def _is_international(record: CallRecord, ctx: AccountContext) -> bool:
-    home = ctx.policy.context.country
-    return bool(record.country) and record.country != home
-
-
 def _static_breach(
-    record: CallRecord, ctx: AccountContext, lim: Limits
+    record: CallRecord, ctx: AccountContext, prep: _Prepared, local_start_s: float
 ) -> tuple[str, str, str] | None:
-    """Breaches that depend on the call alone: (parameter, value, why)."""
+    """Breaches that depend on the call alone: (parameter, value, why).
+    ``local_start_s``: the call's start as local seconds since the epoch."""
+    lim = prep.lim
     country = record.country or ""
     ntype = record.number_type or ""
     number = record.callee_e164 or record.callee
@@ -392,21 +501,25 @@ def _static_breach(
             ntype,
             f"call to {number}: {ntype} is not in allowed_number_types",
         )
-    if lim.allowed_hours:
-        local = record.start.astimezone(ctx.tz)
+    if prep.windows:
+        international = bool(country) and country != ctx.home
         applicable = [
             w
-            for w in lim.allowed_hours
-            if w.applies_to == "all"
-            or (w.applies_to == INTERNATIONAL and _is_international(record, ctx))
-            or w.applies_to.upper() == ntype
+            for w in prep.windows
+            if w.applies_to == "ALL"
+            or (w.applies_to == "INTERNATIONAL" and international)
+            or w.applies_to == ntype
         ]
-        if applicable and not any(_in_window(w, local) for w in applicable):
+        day = int(local_start_s // 86400)
+        weekday = (day + 3) % 7  # 1970-01-01 was a Thursday
+        t = int(local_start_s - day * 86400)
+        if applicable and not any(_in_window(w, weekday, t) for w in applicable):
+            local = datetime(1970, 1, 1) + timedelta(seconds=int(local_start_s))
+            shown = f"{_DAYS[weekday]} {local:%H:%M}"
             return (
                 "allowed_hours",
-                local.strftime("%a %H:%M"),
-                f"call to {number} placed {local.strftime('%a %H:%M')} local time, "
-                "outside the allowed hours",
+                shown,
+                f"call to {number} placed {shown} local time, outside the allowed hours",
             )
     if lim.max_call_duration_s is not None and record.duration > lim.max_call_duration_s:
         return (
@@ -418,13 +531,12 @@ def _static_breach(
     return None
 
 
-def _in_window(window: Any, local: datetime) -> bool:
-    t = local.time().replace(tzinfo=None)
-    start, stop = window.start, window.stop
-    days = window.weekdays()
+def _in_window(window: _Window, weekday: int, t: int) -> bool:
+    start, stop = window.start_s, window.stop_s
+    days = window.days
     if start <= stop:
-        return local.weekday() in days and start <= t < stop
+        return weekday in days and start <= t < stop
     # over midnight: the part after midnight belongs to the previous day's window
     if t >= start:
-        return local.weekday() in days
-    return (local.weekday() - 1) % 7 in days and t < stop
+        return weekday in days
+    return (weekday - 1) % 7 in days and t < stop

@@ -68,8 +68,8 @@ class _Window:
     top: str = ""
     top_n: int = 0
 
-    def add(self, record: CallRecord) -> None:
-        self.tally.add(record)
+    def add(self, record: CallRecord, ctx: AccountContext) -> None:
+        self.tally.add(record, ctx)
         caller = record.caller_e164 or record.caller
         if len(self.callers) < SET_CAP:
             self.callers.add(caller)
@@ -128,6 +128,8 @@ class PumpingDetector(BaseDetector):
         "calls_per_caller": 5.0,
         "range_min_numbers": 3,
         "max_subjects": 200_000,
+        "known_numbers": [],
+        "known_prefixes": [],
     }
 
     def __init__(self) -> None:
@@ -135,11 +137,21 @@ class PumpingDetector(BaseDetector):
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
         settings = ctx.settings(self)
-        opts = settings.options
-        ntype = record.number_type or ""
-        if ntype not in opts["number_types"]:
+        prep = settings.prepared
+        if prep is None:
+            o = settings.options
+            prep = settings.prepared = (
+                frozenset(str(t).upper() for t in o["number_types"]),
+                frozenset(str(n) for n in o["known_numbers"]),
+                tuple(str(p) for p in o["known_prefixes"]),
+            )
+        types, known_numbers, known_prefixes = prep
+        if record.number_type not in types:
             return []
         number = record.callee_e164 or record.callee
+        if number in known_numbers or (known_prefixes and number.startswith(known_prefixes)):
+            return []  # a tuning record: this number (range) is known for this account
+        opts = settings.options
         out: list[Finding] = []
         for subject, kind in ((number, "number"), (number[:-2], "prefix")):
             finding = self._observe_subject(record, ctx, subject, kind, opts, settings)  # type: ignore[arg-type]
@@ -174,7 +186,7 @@ class PumpingDetector(BaseDetector):
         opts: dict[str, Any],
         settings: Any,
     ) -> Finding | None:
-        ts = record.end.timestamp()
+        ts = ctx.end_ts
         st = self._state(subject, kind, ts, opts)
         hour_index = int(ts // 3600)
         day_index = int(ts // 86400)
@@ -188,7 +200,7 @@ class PumpingDetector(BaseDetector):
         best: _Window | None = None
         for w in (st.hour, st.day):
             assert w is not None
-            w.add(record)
+            w.add(record, ctx)
             sev = self._evaluate(st, w, opts, settings.warning, settings.critical, kind)
             if sev is not None and (best is None or _rank(sev) > _rank(best.severity)):
                 best = w

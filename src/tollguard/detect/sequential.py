@@ -62,6 +62,7 @@ class SequentialDetector(BaseDetector):
         "max_step": 2,
         "max_blocks": 512,
         "scope": "international",
+        "known_prefixes": [],
     }
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
@@ -72,13 +73,16 @@ class SequentialDetector(BaseDetector):
         opts = settings.options
         if opts["scope"] == "international" and not (
             record.risk
-            or (record.country and record.country != ctx.policy.context.country)
+            or (record.country and record.country != ctx.home)
             or record.number_type in _RISKY_TYPES
         ):
             return []
+        known = opts["known_prefixes"]
+        if known and number.startswith(tuple(known)):
+            return []  # a tuning record: this range is known for this account
         blocks: dict[str, _Block] = ctx.state.setdefault(self.name, {})
         key, last2 = number[:-2], int(number[-2:])
-        now = record.end.timestamp()
+        now = ctx.end_ts
         horizon = now - 60.0 * float(opts["window_minutes"])
         blk = blocks.get(key)
         if blk is not None:
@@ -94,7 +98,7 @@ class SequentialDetector(BaseDetector):
             while len(blocks) > int(opts["max_blocks"]):
                 blocks.pop(next(iter(blocks)))
         blk.seen[last2] = now
-        blk.tally.add(record)
+        blk.tally.add(record, ctx)
         if len(blk.seen) < settings.warning["run"] and blk.severity is None:
             return []
         run = longest_run(list(blk.seen), int(opts["max_step"]))

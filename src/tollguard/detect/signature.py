@@ -198,6 +198,7 @@ class Signature:
     """One account's learned normal traffic (fixed size, see the module docstring)."""
 
     __slots__ = (
+        "_week_decay",
         "bucket_calls",
         "bucket_clean",
         "c",
@@ -249,6 +250,7 @@ class Signature:
         self.day_peak = 0
         self.level_rate = priors.level
         self.level_shape = priors.level_shape
+        self._week_decay = priors.week_decay
 
     # -- time ---------------------------------------------------------------
     def advance(self, hour_index: int, day_index: int) -> None:
@@ -258,27 +260,38 @@ class Signature:
             self.day_index = day_index
             return
         if hour_index > self.hour_index:
-            lam = self.priors.week_decay
+            lam = self._week_decay
             c, e, shape = self.c, self.e, self.priors.shape
             h = self.hour_index
-            hours = [h, *range(max(h + 1, hour_index - MAX_CATCH_UP_HOURS), hour_index)]
-            if len(hours) >= HOURS_PER_WEEK:
-                for hh in hours:
-                    s = slot_of(hh)
-                    c[s] = c[s] * lam + (self.bucket_clean if hh == h else 0)
+            first = max(h + 1, hour_index - MAX_CATCH_UP_HOURS)
+            if hour_index - first + 1 >= HOURS_PER_WEEK:
+                s = (h + EPOCH_SLOT_OFFSET) % HOURS_PER_WEEK
+                c[s] = c[s] * lam + self.bucket_clean
+                e[s] = e[s] * lam + 1.0
+                for hh in range(first, hour_index):
+                    s = (hh + EPOCH_SLOT_OFFSET) % HOURS_PER_WEEK
+                    c[s] *= lam
                     e[s] = e[s] * lam + 1.0
                 self.sum_c = sum(c)
                 self.sum_e = sum(e)
                 self.sum_epi = sum(x * y for x, y in zip(e, shape, strict=True))
             else:  # update the sums by the changes of the slots touched
-                dc = de = dpi = 0.0
-                for hh in hours:
-                    s = slot_of(hh)
-                    new_c = c[s] * lam + (self.bucket_clean if hh == h else 0)
-                    new_e = e[s] * lam + 1.0
-                    dc += new_c - c[s]
-                    de += new_e - e[s]
-                    dpi += (new_e - e[s]) * shape[s]
+                s = (h + EPOCH_SLOT_OFFSET) % HOURS_PER_WEEK
+                cs, es = c[s], e[s]
+                new_c = cs * lam + self.bucket_clean
+                new_e = es * lam + 1.0
+                dc = new_c - cs
+                de = new_e - es
+                dpi = de * shape[s]
+                c[s], e[s] = new_c, new_e
+                for hh in range(first, hour_index):
+                    s = (hh + EPOCH_SLOT_OFFSET) % HOURS_PER_WEEK
+                    cs, es = c[s], e[s]
+                    new_c = cs * lam
+                    new_e = es * lam + 1.0
+                    dc += new_c - cs
+                    de += new_e - es
+                    dpi += (new_e - es) * shape[s]
                     c[s], e[s] = new_c, new_e
                 self.sum_c = max(self.sum_c + dc, 0.0)
                 self.sum_e += de
@@ -316,25 +329,30 @@ class Signature:
         self.day_peak = 0
 
     # -- learning -----------------------------------------------------------
-    def count(self, record: CallRecord, clean: bool) -> None:
-        """Add a record to the current buckets (and, when clean, to what is learned)."""
+    def count(self, record: CallRecord, clean: bool, cost_e4: int | None = None) -> None:
+        """Add a record to the current buckets (and, when clean, to what is learned).
+        ``cost_e4``: the record's cost in integer ten-thousandths when already known."""
         self.bucket_calls += 1
         if not clean:
             return
         self.bucket_clean += 1
         lam = 0.999  # per call: cost/duration moments follow the last ~1000 calls
         if record.cost is not None:
-            v = float(record.cost)
+            v = (cost_e4 if cost_e4 is not None else int(record.cost * 10000)) / 10000.0
             self.cost_n = self.cost_n * lam + 1.0
             self.cost_s = self.cost_s * lam + v
             self.cost_s2 = self.cost_s2 * lam + v * v
-        if record.answered and record.billsec > 0:
+        if record.billsec > 0 and record.answered:
             self.dur_n = self.dur_n * lam + 1.0
             self.dur_s = self.dur_s * lam + record.billsec
-        if record.country:
-            self.day_countries[record.country] = self.day_countries.get(record.country, 0) + 1
-        if record.number_type:
-            self.day_types[record.number_type] = self.day_types.get(record.number_type, 0) + 1
+        country = record.country
+        if country:
+            dc = self.day_countries
+            dc[country] = dc.get(country, 0) + 1
+        ntype = record.number_type
+        if ntype:
+            dt = self.day_types
+            dt[ntype] = dt.get(ntype, 0) + 1
 
     def note_peak(self, peak: int, clean: bool) -> None:
         if clean and peak > self.day_peak:
@@ -368,8 +386,17 @@ class Signature:
         an account that is busier than thought on a Saturday is busier all day)."""
         mu = 0.0
         sd = 0.0
+        s0 = self.priors.slot_shape
+        shape = self.priors.shape
+        level = self.level_rate
+        c, e = self.c, self.e
         for h in range(first_hour, first_hour + hours):
-            alpha, beta = self.slot_posterior(slot_of(h))
+            slot = (h + EPOCH_SLOT_OFFSET) % HOURS_PER_WEEK
+            prior_mean = level * shape[slot]
+            if prior_mean < 1e-6:
+                prior_mean = 1e-6
+            alpha = s0 + c[slot]
+            beta = s0 / prior_mean + e[slot]
             mu += alpha / beta
             sd += math.sqrt(alpha) / beta
         return mu, (mu * mu / (sd * sd) if sd > 0 else 1e9)

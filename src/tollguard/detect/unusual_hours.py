@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
@@ -32,8 +31,7 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 def is_silent(ctx: AccountContext, fraction: float = SILENT_FRACTION) -> bool:
     """Is the current hour of week one in which this account is normally silent?"""
-    sig = ctx.sig
-    return sig.slot_rate(ctx.slot) < fraction * sig.level_rate
+    return ctx.silent(fraction)
 
 
 @dataclass(slots=True)
@@ -65,10 +63,14 @@ class UnusualHoursDetector(BaseDetector):
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
         settings = ctx.settings(self)
-        opts = settings.options
-        if not is_silent(ctx, float(opts["silent_fraction"])):
-            ctx.state.pop(self.name, None)
+        fraction = settings.prepared
+        if fraction is None:
+            fraction = settings.prepared = float(settings.options["silent_fraction"])
+        if not ctx.silent(fraction):
+            if self.name in ctx.state:
+                del ctx.state[self.name]
             return []
+        opts = settings.options
         sig = ctx.sig
         st: _Stretch | None = ctx.state.get(self.name)
         if st is None or ctx.hour_index - st.last_hour > int(opts["gap_hours"]):
@@ -85,7 +87,7 @@ class UnusualHoursDetector(BaseDetector):
         elif ctx.hour_index > st.last_hour:
             st.last_hour = ctx.hour_index
             st.mu, st.shape = sig.window(st.first_hour, st.last_hour - st.first_hour + 1)
-        st.tally.add(record)
+        st.tally.add(record, ctx)
         calls = st.tally.calls
         shape = effective_shape(st.shape, float(opts["dispersion"]))
         young = sig.history_hours() < int(opts["min_history_hours"])
@@ -94,7 +96,7 @@ class UnusualHoursDetector(BaseDetector):
         for name, th in levels[1:] if young else levels:
             if calls < th.get("min_calls", 0):
                 continue
-            if st.tally.cost < Decimal(str(th.get("min_spend", 0))):
+            if st.tally.cost_e4 < th.get("min_spend", 0) * 10000:
                 continue
             if st.p >= th["p_value"]:
                 sd = math.sqrt(st.mu + st.mu * st.mu / shape)

@@ -59,6 +59,7 @@ class WangiriDetector(BaseDetector):
         "max_sources": 10_000,
         "callback_days": 7,
         "foreign_sources_only": True,
+        "known_numbers": [],
     }
 
     def __init__(self) -> None:
@@ -88,7 +89,7 @@ class WangiriDetector(BaseDetector):
         st: _Flood | None = ctx.state.get(self.name)
         if st is None:
             st = ctx.state[self.name] = _Flood()
-        now = record.end.timestamp()
+        now = ctx.end_ts
         src = record.caller_e164 or record.caller
         short = (
             record.duration <= int(opts["max_ring_s"])
@@ -118,15 +119,14 @@ class WangiriDetector(BaseDetector):
         if (
             not hot
             and st.tally is not None
-            and st.tally.last is not None
-            and (now - st.tally.last.timestamp() > 60.0 * float(opts["window_minutes"]))
+            and (now - st.tally.last_ts > 60.0 * float(opts["window_minutes"]))
         ):
             st.tally, st.severity, st.sources, st.peak = None, None, {}, 0
             return None
         if st.tally is None:
             st.tally = Tally(record.start)
         if short:
-            st.tally.add(record)
+            st.tally.add(record, ctx)
             if src in st.sources or len(st.sources) < 64:
                 st.sources[src] = st.sources.get(src, 0) + 1
             self._remember(src, now, ctx.account, opts)
@@ -197,13 +197,15 @@ class WangiriDetector(BaseDetector):
         src = self._sources.get(number)
         if src is None:
             return None
-        now = record.end.timestamp()
+        if number in opts["known_numbers"]:
+            return None  # a tuning record: calls to this number are known for this account
+        now = ctx.end_ts
         if now - src.flagged_at > 86400.0 * float(opts["callback_days"]):
             del self._sources[number]
             return None
         if src.tally is None:
             src.tally = Tally(record.start)
-        src.tally.add(record)
+        src.tally.add(record, ctx)
         n = src.tally.calls
         sev: Severity | None = None
         if n >= critical["callbacks"]:
