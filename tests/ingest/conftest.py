@@ -6,37 +6,14 @@ alert ids ``run_scan`` with detection finds in it (the independent expectation).
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from sqlalchemy import Engine
 
+from tests.dbfixtures import db_url, engine
 from tollguard.policy import Policy, load_policy
 from tollguard.scan import ScanOptions, run_scan
 from tollguard.sim.core import SimulationResult, simulate
-from tollguard.store.engine import make_engine
-from tollguard.store.migrate import upgrade
-from tollguard.store.testing import temp_database
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # bench.cdrgen
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with temp_database(request.param, tmp_path) as url:
-        upgrade(url)
-        yield url
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    eng = make_engine(db_url)
-    yield eng
-    eng.dispose()
+__all__ = ["db_url", "engine"]
 
 
 @pytest.fixture(scope="module")
