@@ -14,32 +14,12 @@ import httpx
 import pytest
 import redis
 
+from tests.limits.conftest import ensure_redis
+
 from .conftest import DATA, auth, keys_toml
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 REQUESTS = 300  # bounded: 300 authorize + their ends, 8 threads
-
-
-def _ensure_redis() -> None:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-    try:
-        client.ping()
-        return
-    except redis.ConnectionError:
-        pass
-    subprocess.run(
-        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-         "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-         "--logfile", "/var/log/redis/ci.log"],
-        check=False, timeout=20,
-    )  # fmt: skip
-    for _ in range(50):
-        try:
-            client.ping()
-            return
-        except redis.ConnectionError:
-            time.sleep(0.1)
-    pytest.fail("this test needs Redis on 127.0.0.1:6379 and could not start redis-server")
 
 
 def _free_port() -> int:
@@ -71,7 +51,7 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
-    _ensure_redis()
+    ensure_redis()
     redis.Redis.from_url(REDIS_URL).flushdb()
     keys = tmp_path / "keys.toml"
     keys.write_text(keys_toml())

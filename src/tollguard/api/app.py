@@ -380,13 +380,7 @@ def create_app(
         try:
             body = AuthorizeRequest.model_validate_json(raw)
         except ValidationError as exc:
-            errs = exc.errors(include_url=False, include_input=False)
-            if any(e["type"] == "json_invalid" for e in errs):
-                raise Problem(400, "malformed-json", "the body is not valid JSON") from None
-            detail = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:5]
-            )
-            raise Problem(422, "validation", detail, errors=_plain(errs)) from None
+            raise _invalid_body(exc) from None
         if keys.enabled and not keys.sees(key, body.account):
             d = {"decision": "deny", "reason": "unknown_account", "max_duration_s": 0,
                  "call_id": body.call_id, "account": body.account, "rate": None, "number": None,
@@ -462,13 +456,7 @@ def create_app(
             try:
                 items = _CDR_LIST.validate_json(raw)
             except ValidationError as exc:
-                errs = exc.errors(include_url=False, include_input=False)
-                if any(e["type"] == "json_invalid" for e in errs):
-                    raise Problem(400, "malformed-json", "the body is not valid JSON") from None
-                detail = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:5]
-                )
-                raise Problem(422, "validation", detail, errors=_plain(errs)) from None
+                raise _invalid_body(exc) from None
             if len(items) > MAX_CDRS:
                 raise Problem(413, "too-many-records", f"at most {MAX_CDRS} records per request")
             records = [_record_from(service, i, n) for n, i in enumerate(items)]
@@ -741,6 +729,15 @@ def _records_from_csv(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
+
+
+def _invalid_body(exc: ValidationError) -> Problem:
+    """A body that is not JSON (400) or not the expected shape (422), as a problem."""
+    errs = exc.errors(include_url=False, include_input=False)
+    if any(e["type"] == "json_invalid" for e in errs):
+        return Problem(400, "malformed-json", "the body is not valid JSON")
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:5])
+    return Problem(422, "validation", detail, errors=_plain(errs))
 
 
 def _detect(
