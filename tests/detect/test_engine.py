@@ -118,18 +118,118 @@ def test_report_only_never_blocks() -> None:
     assert not any(eng.is_refused(r) for r in recs)
 
 
-def test_critical_alert_blocks_account_in_enforce_replay() -> None:
+def test_critical_destination_alert_blocks_that_destination_in_enforce_replay() -> None:
     recs = by_end(_office_history("acme") + _tl_calls("acme", 40))
     eng = Engine(policy(), enforce=True)
     run(eng, recs)
     s = eng.enforcement()["acme"]
-    assert s.blocked_at is not None and s.blocked_by is not None
+    at = s.blocked_subjects.get("country:TL")
+    assert at is not None
+    dest = [a for a in eng.alerts if a.detector == "destination" and a.severity == "critical"]
+    assert dest and dest[0].subject == "TL"
     assert s.calls_refused > 30
     assert s.cost_prevented > 0
     # the calls that went through are those before the block
     tl = [r for r in recs if r.callee.startswith("+670")]
-    allowed = [r for r in tl if r.start < s.blocked_at]
+    allowed = [r for r in tl if r.start < at]
     assert s.calls_refused == len(tl) - len(allowed)
+    # the block is about Timor-Leste for this account, not the whole account
+    office = call("acme", "+31205550123", T0 + timedelta(days=8, hours=9))
+    assert not eng.is_refused(office)
+    assert eng.is_refused(call("acme", TL, T0 + timedelta(days=8, hours=9)))
+    assert not eng.is_refused(call("beta", TL, T0 + timedelta(days=8, hours=9)))
+
+
+def test_account_level_critical_blocks_the_account() -> None:
+    # a PBX hacked into many parallel calls to an ordinary country: concurrency and
+    # deviation are about the account itself, so the account is blocked
+    recs = []
+    for d in range(14):
+        day = T0 + timedelta(days=d)
+        if day.weekday() >= 5:
+            continue
+        for i in range(12):
+            recs.append(
+                call("acme", "+31201234567", day + timedelta(hours=8, minutes=30 * i), talk=600)
+            )
+    burst = T0 + timedelta(days=15, hours=10)
+    recs += [
+        call("acme", "+4930123456", burst + timedelta(seconds=line * 7), talk=900)
+        for line in range(40)
+    ]
+    eng = Engine(policy(), enforce=True)
+    run(eng, by_end(recs))
+    s = eng.enforcement()["acme"]
+    assert s.blocked_at is not None
+    blocker = next(a for a in eng.alerts if a.id == s.blocked_by)
+    assert blocker.detector in ("concurrency", "deviation", "unusual_hours")
+    assert eng.is_refused(call("acme", "+31201234567", burst + timedelta(hours=1)))
+
+
+def _premium_history(account: str) -> list:
+    """A terminating PRS trunk: many callers reach its premium-rate numbers every day."""
+    out = []
+    for d in range(10):
+        for i in range(40):
+            t = T0 + timedelta(days=d, hours=8, minutes=15 * i)
+            out.append(
+                call(
+                    account,
+                    f"+31900{1234500 + i % 7}",
+                    t,
+                    talk=60 + 13 * (i % 9),
+                    caller=f"+316{d:02d}{i:06d}",
+                )
+            )
+    return out
+
+
+def test_terminating_account_gets_warnings_and_its_trunk_is_never_blocked() -> None:
+    pol = policy({"accounts": {"prs": {"traffic": "terminating"}}})
+    first_day = [r for r in _premium_history("prs") if r.start < T0 + timedelta(days=1)]
+    recs = by_end(_premium_history("prs"))
+    eng = Engine(pol, enforce=True)
+    run(eng, recs)
+    account_level = [
+        a
+        for a in eng.alerts
+        if a.detector in ("destination", "deviation", "unusual_hours", "concurrency")
+    ]
+    assert account_level, "the day-1 premium traffic is still reported"
+    assert all(a.severity == "warning" for a in account_level)
+    assert all(a.explanation.get("capped") for a in account_level if a.detector == "destination")
+    s = eng.enforcement()["prs"]
+    assert s.blocked_at is None and s.calls_refused == 0
+    # the same traffic on an originating account is a critical premium-rate finding
+    eng2 = Engine(policy(), enforce=False)
+    run(eng2, by_end(first_day))
+    assert any(a.severity == "critical" and a.detector == "destination" for a in eng2.alerts)
+
+
+def test_terminating_account_pumped_number_is_blocked_not_the_trunk() -> None:
+    pol = policy({"accounts": {"prs": {"traffic": "terminating"}}})
+    prs = "+319091234567"
+    recs = _premium_history("prs")
+    start = T0 + timedelta(days=10, hours=18)
+    recs += [
+        call(
+            "prs",
+            prs,
+            start + timedelta(seconds=9 * i),
+            talk=11 + i % 2,
+            caller=f"+3164555{i % 60:04d}",
+        )
+        for i in range(400)
+    ]
+    eng = Engine(pol, enforce=True)
+    run(eng, by_end(recs))
+    s = eng.enforcement()["prs"]
+    assert s.blocked_at is None
+    assert prs in s.blocked_subjects
+    assert s.calls_refused > 0
+    later = start + timedelta(hours=2)
+    assert eng.is_refused(call("prs", prs, later))
+    assert not eng.is_refused(call("prs", "+319001234500", later, caller="+31612345678"))
 
 
 def test_max_spend_per_day_within_limit_plus_one_call() -> None:
@@ -335,7 +435,15 @@ def test_wangiri_flood_and_callbacks() -> None:
     assert cb and cb[0].account == "victim"
     assert "one-ring" in cb[0].explanation["why"]
     # the satellite callbacks also went critical in destination: later callbacks refused
-    assert eng.enforcement()["victim"].calls_refused >= 1
+    victim = eng.enforcement()["victim"]
+    assert victim.calls_refused >= 1
+    # ...but the victim's account is not blocked: its ordinary calls go through
+    assert victim.blocked_at is None
+    assert set(victim.blocked_subjects) <= {src, "country:001", "number_type:SATELLITE"}
+    later = t + timedelta(hours=3)
+    assert not eng.is_refused(call("victim", "+31205551234", later))
+    assert not eng.is_refused(call("victim", "+4930123456", later))
+    assert eng.is_refused(call("victim", src, later))
 
 
 def test_pumping_on_hand_made_generator() -> None:
@@ -366,3 +474,81 @@ def test_pumping_on_hand_made_generator() -> None:
     assert {a.subject for a in pump} == {prs}
     assert pump[0].severity == "critical"
     assert "near-identical length" in pump[0].explanation["why"]
+
+
+def test_false_positive_tuning_known_countries_and_numbers() -> None:
+    """A tuning record from a false-positive case (docs/cases.md) silences the subject."""
+    trip = T0 + timedelta(days=15, hours=9)
+    jp = [
+        call("acme", f"+8131234{5600 + i}", trip + timedelta(minutes=20 * i), talk=300)
+        for i in range(10)
+    ]
+    tl = _tl_calls("acme", 6, start_hour=11)
+    recs = by_end(_office_history("acme", days=14) + jp + tl)
+    untuned = Engine(policy())
+    run(untuned, recs)
+    assert {a.subject for a in untuned.alerts if a.detector == "destination"} == {"JP", "TL"}
+    options = {"known_countries": ["jp"], "known_numbers": [r.callee for r in tl]}
+    pol = policy({"accounts": {"acme": {"detectors": {"destination": {"options": options}}}}})
+    tuned = Engine(pol)
+    run(tuned, recs)
+    assert not [a for a in tuned.alerts if a.detector == "destination"]
+    # only for that account
+    other = by_end(_office_history("beta", days=14) + [call("beta", r.callee, r.start) for r in jp])
+    eng = Engine(pol)
+    run(eng, other)
+    assert [a.subject for a in eng.alerts if a.detector == "destination"] == ["JP"]
+
+
+def test_population_priors_learned_online_without_calibration() -> None:
+    """Without a priors file the engine learns which countries the population calls, so
+    a new account's first calls to Germany are not 'a country never called'; a high-risk
+    range is never made normal by the population, and one account alone never makes its
+    own destination common."""
+    recs = []
+    for k in range(6):
+        for d in range(3):
+            day = T0 + timedelta(days=d, hours=8)
+            for i in range(4):
+                recs.append(
+                    call(
+                        f"office{k}",
+                        f"+4930{1234500 + 10 * k + i}",
+                        day + timedelta(minutes=40 * i + k),
+                    )
+                )
+            recs.append(call(f"office{k}", "+31201234567", day + timedelta(hours=2, minutes=k)))
+    day4 = T0 + timedelta(days=3)
+    recs += [
+        call("newco", f"+4989{1234500 + i}", day4 + timedelta(hours=9, minutes=10 * i))
+        for i in range(5)
+    ]
+    recs += [
+        call("newco", f"+25261{1234500 + i}", day4 + timedelta(hours=2, minutes=5 * i))
+        for i in range(3)
+    ]
+    recs += [
+        call("loner", f"+8131234{5600 + i}", day4 + timedelta(hours=10, minutes=9 * i))
+        for i in range(5)
+    ]
+    recs = by_end(recs)
+
+    learned = Engine(policy())
+    run(learned, recs)
+    newco = {
+        a.subject: a.severity
+        for a in learned.alerts
+        if a.account == "newco" and a.detector == "destination"
+    }
+    assert newco == {"SO": "critical"}  # Germany is common; Somalia at 2 am is not normal
+    assert [a.subject for a in learned.alerts if a.account == "loner"] == ["JP"]
+    pop = learned.population
+    assert pop is not None and pop.common("DE", "newco", False, 0.01, 2)
+    assert not pop.common("JP", "loner", True, 0.01, 2)
+
+    cold = Engine(policy(), learn_population=False)
+    run(cold, recs)
+    cold_newco = {
+        a.subject for a in cold.alerts if a.account == "newco" and a.detector == "destination"
+    }
+    assert cold_newco == {"DE", "SO"}

@@ -65,7 +65,7 @@ COUNTRY_NAMES = {
 }
 
 
-DESTINATION_BLOCK: BlockScope = "account"
+DESTINATION_BLOCK: BlockScope = "destination"  # the country / number type, for this account
 _WATCHED_TYPES = frozenset({"PREMIUM_RATE", "SATELLITE"})
 
 

@@ -335,6 +335,17 @@ class Simulation:
                 f"[accounts.{run.account}.limits]",
             ]
             lines += [f'{key} = "{value}"' for key, value in run.limits.items()]
+        carriers = [DOMESTIC_IN, INTL_IN]
+        for run in self.runs:
+            carriers += [name for name in run.carriers if name not in carriers]
+        for name in carriers:
+            lines += [
+                "",
+                f"# {name}: a terminating trunk (its volume is not its own choice); "
+                "detection blocks numbers and ranges, never the trunk",
+                f"[accounts.{name}]",
+                'traffic = "terminating"',
+            ]
         return "\n".join(lines) + "\n"
 
 
