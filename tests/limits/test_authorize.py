@@ -162,6 +162,24 @@ def test_expiry_on_authorize_of_same_account(policy: Policy, backend: StateBacke
     assert d.decision == "allow"
 
 
+def test_answered_call_outlives_its_ring_timeout_among_many(
+    policy: Policy, backend: StateBackend
+) -> None:
+    s = svc(policy, backend)
+    for i in range(40):  # many open calls; half end, one is answered, the rest never report
+        assert s.authorize("free", "1", "0201234567", f"m{i}", MON_NOON).decision == "allow"
+    s.answer("m0", MON_NOON + timedelta(seconds=5))
+    for i in range(1, 20):
+        s.end(f"m{i}", billsec=0)
+    assert s.counters("free", MON_NOON)["concurrent"] == 21
+    # past the ring timeout: the 20 unanswered open calls expire, the answered one stays
+    later = MON_NOON + timedelta(seconds=200)
+    assert s.authorize("free", "1", "0201234567", "n1", later).decision == "allow"
+    assert s.expire(later) == 0
+    assert s.counters("free", later)["concurrent"] == 2  # m0 and n1
+    assert s.end("m0", billsec=60)[0] != "already_ended"
+
+
 def test_report_only_allows_and_warns(policy: Policy, backend: StateBackend) -> None:
     s = svc(policy, backend)
     d = s.authorize("watch", "1", "00670771234567", "w1", MON_NOON)

@@ -8,6 +8,7 @@ SQLite is a journal here, not the read path: reads are served from memory.
 
 from __future__ import annotations
 
+import heapq
 import json
 import sqlite3
 import threading
@@ -37,6 +38,9 @@ class MemoryState:
         self._spends: dict[str, list[int]] = {}
         self._calls: dict[str, CallState] = {}
         self._live: dict[str, dict[str, float]] = {}
+        # Per account, (expiry, call id) in a heap so expiry never scans all live calls;
+        # entries whose call ended or got a new expiry are skipped when they surface.
+        self._expiry_heap: dict[str, list[tuple[float, str]]] = {}
         self._blocks: dict[str, BlockState] = {}
         self._overrides: dict[str, dict[str, Any]] = {}
         self._audit: list[dict[str, Any]] = []
@@ -71,7 +75,7 @@ class MemoryState:
                 call = CallState(**data)
                 self._calls[key] = call
                 if call.state in ("ringing", "answered"):
-                    self._live.setdefault(call.account, {})[call.call_id] = call.expires
+                    self._set_live(call.account, call.call_id, call.expires)
             elif kind == "block":
                 self._blocks[key] = BlockState(**data)
             elif kind == "pol":
@@ -160,17 +164,31 @@ class MemoryState:
         call.cost_e4 = cost_e4
         self._touch("call", call.call_id, TOMBSTONE_S)
 
+    def _set_live(self, account: str, call_id: str, expires: float) -> None:
+        self._live.setdefault(account, {})[call_id] = expires
+        heapq.heappush(self._expiry_heap.setdefault(account, []), (expires, call_id))
+
     def _expire_account(self, account: str, now: float, limit: int | None) -> int:
         live = self._live.get(account)
-        if not live:
+        heap = self._expiry_heap.get(account)
+        if not live or not heap:
+            if not live:
+                self._expiry_heap.pop(account, None)
             return 0
-        stale = sorted((exp, cid) for cid, exp in live.items() if exp <= now)
-        if limit is not None:
-            stale = stale[:limit]
-        for _, cid in stale:
+        expired = 0
+        while heap and heap[0][0] <= now and (limit is None or expired < limit):
+            exp, cid = heapq.heappop(heap)
+            if live.get(cid) != exp:  # ended, or answered with a new expiry
+                continue
             call = self._calls[cid]
             self._settle(call, call.reserved_e4 if call.state == "answered" else 0, "expired")
-        return len(stale)
+            expired += 1
+            if not live:
+                break
+        if len(heap) > 4 * len(live) + 64:  # drop entries of calls long gone
+            self._expiry_heap[account] = [(e, c) for e, c in heap if live.get(c) == e]
+            heapq.heapify(self._expiry_heap[account])
+        return expired
 
     def reserve(self, req: ReserveRequest) -> ReserveResult:
         with self._lock:
@@ -241,7 +259,7 @@ class MemoryState:
                 expires=req.ring_expires_at,
                 meta=meta,
             )
-            self._live.setdefault(req.account, {})[req.call_id] = req.ring_expires_at
+            self._set_live(req.account, req.call_id, req.ring_expires_at)
             self._touch("call", req.call_id)
             self._prune()
             self._flush()
@@ -269,7 +287,7 @@ class MemoryState:
                 call.state = "answered"
                 call.answered = now
                 call.expires = expires_at
-                self._live.setdefault(call.account, {})[call_id] = call.expires
+                self._set_live(call.account, call_id, call.expires)
                 self._touch("call", call_id)
                 self._flush()
             return CallState(**asdict(call))
