@@ -80,10 +80,17 @@ class FileReport:
 
 @dataclass
 class Enforcement:
-    blocked_at: str | None
+    blocked_at: str | None  # the whole account, from then on
     cost_incurred: Decimal
     cost_prevented: Decimal
     calls_refused: int
+    # numbers, ranges or this account's destinations ("country:TL") blocked, and since when
+    blocked_subjects: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def first_block(self) -> str | None:
+        times = [t for t in [self.blocked_at, *self.blocked_subjects.values()] if t]
+        return min(times) if times else None
 
 
 @dataclass
@@ -126,6 +133,7 @@ class ScanResult:
                     "cost_incurred": str(enf.cost_incurred),
                     "cost_prevented": str(enf.cost_prevented),
                     "calls_refused": enf.calls_refused,
+                    "blocked_subjects": enf.blocked_subjects,
                 }
             accounts[name] = entry
         out: dict[str, Any] = {
@@ -359,5 +367,8 @@ def run_scan(
                     cost_incurred=summary.cost_incurred,
                     cost_prevented=summary.cost_prevented,
                     calls_refused=summary.calls_refused,
+                    blocked_subjects={
+                        k: v.isoformat() for k, v in summary.blocked_subjects.items()
+                    },
                 )
     return result

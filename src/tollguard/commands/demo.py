@@ -14,7 +14,7 @@ import orjson
 import typer
 from rich.console import Console
 
-from tollguard.commands.scan import print_summary
+from tollguard.commands.scan import describe_block, print_summary
 from tollguard.policy import Policy, load_policy
 from tollguard.scan import ScanOptions, ScanResult, run_scan
 
@@ -76,11 +76,11 @@ def demo(
     for scenario in sim.truth["scenarios"]:
         account = scenario["account"]
         enf = result.enforcement.get(account)
-        if enf is None or enf.blocked_at is None:
+        if enf is None or enf.first_block is None:
             console.print(f"{scenario['scenario']:12} {account}: not blocked")
             continue
         console.print(
-            f"{scenario['scenario']:12} {account}: blocked at {enf.blocked_at}; "
+            f"{scenario['scenario']:12} {account}: {describe_block(enf)}; "
             f"EUR {enf.cost_incurred:,} incurred instead of "
             f"EUR {enf.cost_incurred + enf.cost_prevented:,} "
             f"({enf.calls_refused:,} calls refused)"

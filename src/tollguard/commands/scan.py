@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tollguard.cdr.mapping import ColumnMapping
 from tollguard.clikit import fail, load_policy_with_overrides
-from tollguard.scan import UNRATED_KINDS, ScanOptions, ScanResult, run_scan
+from tollguard.scan import UNRATED_KINDS, Enforcement, ScanOptions, ScanResult, run_scan
 
 console = Console(stderr=True)
 
@@ -228,10 +228,21 @@ def _print_alerts(result: ScanResult, out: Console) -> None:
         )
     out.print(table)
     for account, enf in sorted(result.enforcement.items()):
-        if enf.blocked_at:
+        if enf.first_block:
             out.print(
-                f"[bold]{account or '(none)'}[/bold]: blocked at {enf.blocked_at}; "
+                f"[bold]{account or '(none)'}[/bold]: {describe_block(enf)}; "
                 f"{result.currency} {enf.cost_incurred:,} incurred, "
                 f"{result.currency} {enf.cost_prevented:,} prevented "
                 f"({enf.calls_refused:,} calls refused)."
             )
+
+
+def describe_block(enf: Enforcement) -> str:
+    """"account blocked at T" and/or "blocked +31909... at T, country:TL at T"."""
+    parts = [f"account blocked at {enf.blocked_at}"] if enf.blocked_at else []
+    subjects = sorted(enf.blocked_subjects.items(), key=lambda kv: kv[1])
+    if subjects:
+        shown = ", ".join(f"{s} at {t}" for s, t in subjects[:3])
+        more = f" and {len(subjects) - 3} more" if len(subjects) > 3 else ""
+        parts.append(f"blocked {shown}{more}")
+    return "; ".join(parts)
