@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from tollguard.cdr.model import CallRecord
 from tollguard.detect.base import Overlap
 from tollguard.detect.engine import Engine
 from tollguard.detect.sequential import longest_run
@@ -15,7 +16,7 @@ from .helpers import T0, by_end, call, policy, run
 TL = "+67077123456"
 
 
-def _tl_calls(account: str, n: int, start_hour: int = 2, gap_s: int = 90) -> list:
+def _tl_calls(account: str, n: int, start_hour: int = 2, gap_s: int = 90) -> list[CallRecord]:
     t = T0 + timedelta(days=7, hours=start_hour)
     return [
         call(account, f"+670771234{i % 10:02d}", t + timedelta(seconds=i * gap_s), talk=60)
@@ -23,7 +24,7 @@ def _tl_calls(account: str, n: int, start_hour: int = 2, gap_s: int = 90) -> lis
     ]
 
 
-def _office_history(account: str, days: int = 7, per_day: int = 20) -> list:
+def _office_history(account: str, days: int = 7, per_day: int = 20) -> list[CallRecord]:
     out = []
     for d in range(days):
         day = T0 + timedelta(days=d)
@@ -166,7 +167,7 @@ def test_account_level_critical_blocks_the_account() -> None:
     assert eng.is_refused(call("acme", "+31201234567", burst + timedelta(hours=1)))
 
 
-def _premium_history(account: str) -> list:
+def _premium_history(account: str) -> list[CallRecord]:
     """A terminating PRS trunk: many callers reach its premium-rate numbers every day."""
     out = []
     for d in range(10):

@@ -98,17 +98,23 @@ class Overlap:
     calls longer than the horizon are undercounted.
     """
 
-    __slots__ = ("horizon_s", "items")
+    __slots__ = ("disorder", "horizon_s", "items", "max_end")
 
     SLACK_S: ClassVar[float] = 600.0  # tolerated disorder of arrival (end times)
 
     def __init__(self, horizon_s: float = 6 * 3600.0) -> None:
         self.horizon_s = horizon_s
         self.items: deque[tuple[float, float]] = deque()
+        self.max_end = float("-inf")
+        # the largest lateness of an arrival seen so far (capped at SLACK_S): a call that
+        # arrived before another ended at most this much after it, so a backwards scan
+        # may stop there (records in end order: 0, the scan stops at the first call
+        # that ended before the new one started)
+        self.disorder = 0.0
 
     def _overlapping(self, start: float, end: float, cap: int = 4000) -> list[tuple[float, float]]:
         out: list[tuple[float, float]] = []
-        stop = start - self.SLACK_S
+        stop = start - self.disorder
         for s2, e2 in reversed(self.items):
             if e2 <= stop:
                 break
@@ -145,6 +151,10 @@ class Overlap:
 
     def add(self, start: float, end: float) -> None:
         items = self.items
+        if end >= self.max_end:
+            self.max_end = end
+        elif self.disorder < self.SLACK_S:
+            self.disorder = min(max(self.disorder, self.max_end - end), self.SLACK_S)
         items.append((start, end))
         limit = end - self.horizon_s
         while items[0][1] < limit:
@@ -170,6 +180,7 @@ class AccountContext:
         "books",
         "clean",
         "cost_e4",
+        "cur",
         "day_index",
         "end_ts",
         "has_limits",
@@ -202,7 +213,8 @@ class AccountContext:
         self.home = policy.context.country
         self.terminating = policy.traffic == "terminating"
         self.has_limits = _nonempty(policy.limits)
-        self.active: list[tuple[Detector, bool]] = []  # enabled detectors, capped?
+        self.active: list[tuple[Detector, bool, Settings]] = []  # enabled, capped?, settings
+        self.cur: Any = None  # the settings of the detector being called (set by the engine)
         self.zone: Any = None  # the engine's UTC offset cache for this account's zone
         self.books: Any = None  # the engine's enforcement counters for this account
         self.population: Any = None  # the engine's online population priors

@@ -52,7 +52,7 @@ class ConcurrencyDetector(BaseDetector):
     }
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
-        settings = ctx.settings(self)
+        settings = ctx.cur if ctx.cur is not None else ctx.settings(self)
         peak = ctx.peak
         warn = settings.warning
         st: _State | None = ctx.state.get(self.name)

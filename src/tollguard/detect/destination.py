@@ -11,6 +11,16 @@ dialing country), and, for a country that is not high-risk, any country that car
 least ``options.common_share`` (0.1 %) of the population's calls (priors). A high-risk
 range is never "known" through the population, only through the account's own history;
 premium rate is "usual" only when the account itself calls it (``premium_known_weight``).
+Countries common in the population learned online by the engine (``population_share``
+1 % of account-days, called by ``population_accounts`` 2 other accounts; see
+``population``) are known too, again never for high-risk ranges.
+
+Tuning records from false-positive cases (docs/cases.md): ``known_countries`` (also
+high-risk ones), ``known_number_types``, ``known_numbers`` and ``known_prefixes`` (the
+callee starts with one) make those destinations known for the account.
+
+On critical, enforcement blocks the destination (the country or number type) for this
+account, not the account (block scope ``"destination"``).
 
 Default thresholds (calls and spend within the situation):
 

@@ -101,7 +101,7 @@ class DeviationDetector(BaseDetector):
         st: dict[str, _Window] | None = ctx.state.get(self.name)
         if st is None:
             st = ctx.state[self.name] = {}
-        settings = ctx.settings(self)
+        settings = ctx.cur if ctx.cur is not None else ctx.settings(self)
         prep = settings.prepared
         if prep is None:
             opts = settings.options

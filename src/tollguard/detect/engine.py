@@ -13,7 +13,10 @@ their findings into alerts:
 
 Time is the records' time only (``record.end``: a CDR is written when the call ends),
 never the wall clock. Enforcement replay (``enforce=True``) models tollguard in the
-call path; see ``is_refused`` and docs/detection.md.
+call path; see ``is_refused`` and docs/detection.md. Blocks are scoped by what the alert
+is about: a destination for the account, the account, or a number / range for everyone;
+a terminating account (``traffic = "terminating"``) gets at most warnings from the
+account-level detectors and is never blocked as a whole.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tollguard.detect.base import (
     AccountContext,
     Detector,
     Finding,
+    Settings,
     dec,
 )
 from tollguard.detect.population import Population
@@ -228,10 +232,11 @@ class Engine:
         if ctx is None:
             ctx = self._accounts[account] = self._new_context(account)
             self._books[account] = ctx.books
-            active: list[tuple[Detector, bool]] = []
+            active: list[tuple[Detector, bool, Settings]] = []
             for det in self.detectors:
-                if ctx.settings(det).enabled:
-                    active.append((det, ctx.terminating and det.name in ACCOUNT_LEVEL))
+                settings = ctx.settings(det)
+                if settings.enabled:
+                    active.append((det, ctx.terminating and det.name in ACCOUNT_LEVEL, settings))
             ctx.active = active
         return ctx
 
@@ -385,7 +390,8 @@ class Engine:
         ctx.peak = peak = ctx.overlap.peak_with(start_ts, end_ts)
         out: list[Alert] = []
         critical = False
-        for det, cap in ctx.active:
+        for det, cap, settings in ctx.active:
+            ctx.cur = settings
             findings = det.observe(record, ctx)
             if findings:
                 if not critical:
@@ -395,6 +401,7 @@ class Engine:
                 alerts = self._apply(findings, ctx, record, det, cap)
                 if alerts:
                     out.extend(alerts)
+        ctx.cur = None
         clean = ctx.clean = not critical
         sig = ctx.sig
         sig.count(record, clean, cost_e4)

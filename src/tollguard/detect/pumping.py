@@ -136,7 +136,7 @@ class PumpingDetector(BaseDetector):
         self._subjects: OrderedDict[str, _Subject] = OrderedDict()
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
-        settings = ctx.settings(self)
+        settings = ctx.cur if ctx.cur is not None else ctx.settings(self)
         prep = settings.prepared
         if prep is None:
             o = settings.options

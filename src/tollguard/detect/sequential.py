@@ -69,7 +69,7 @@ class SequentialDetector(BaseDetector):
         number = record.callee_e164
         if not number or len(number) < 8 or not number[-2:].isdigit():
             return []
-        settings = ctx.settings(self)
+        settings = ctx.cur if ctx.cur is not None else ctx.settings(self)
         opts = settings.options
         if opts["scope"] == "international" and not (
             record.risk

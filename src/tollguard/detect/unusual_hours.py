@@ -62,7 +62,7 @@ class UnusualHoursDetector(BaseDetector):
     }
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
-        settings = ctx.settings(self)
+        settings = ctx.cur if ctx.cur is not None else ctx.settings(self)
         fraction = settings.prepared
         if fraction is None:
             fraction = settings.prepared = float(settings.options["silent_fraction"])

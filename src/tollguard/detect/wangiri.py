@@ -66,7 +66,7 @@ class WangiriDetector(BaseDetector):
         self._sources: OrderedDict[str, _Source] = OrderedDict()
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
-        settings = ctx.settings(self)
+        settings = ctx.cur if ctx.cur is not None else ctx.settings(self)
         opts = settings.options
         out: list[Finding] = []
         callback = self._callback(record, ctx, settings.warning, settings.critical, opts)
@@ -92,8 +92,8 @@ class WangiriDetector(BaseDetector):
         now = ctx.end_ts
         src = record.caller_e164 or record.caller
         short = (
-            record.duration <= int(opts["max_ring_s"])
-            and (not record.answered or record.billsec <= int(opts["max_answered_s"]))
+            record.duration <= opts["max_ring_s"]
+            and (not record.answered or record.billsec <= opts["max_answered_s"])
             and (not opts["foreign_sources_only"] or _foreign(src, ctx))
         )
         dest = (record.callee_e164 or record.callee) if short else None
