@@ -37,6 +37,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Detectors that judge the account's own volume, hours and simultaneity: on a
 # terminating account (``traffic = "terminating"``) they give at most warnings.
 ACCOUNT_LEVEL = frozenset({"destination", "deviation", "unusual_hours", "concurrency"})
+# Non-geographic number types some detectors are about (premium rate, satellite, ...).
+SPECIAL_TYPES = frozenset({"PREMIUM_RATE", "SATELLITE", "SHARED_COST", "UAN", "PERSONAL_NUMBER"})
 
 
 def e4_of(value: Decimal | None) -> int:
@@ -213,7 +215,7 @@ class AccountContext:
         self.home = policy.context.country
         self.terminating = policy.traffic == "terminating"
         self.has_limits = _nonempty(policy.limits)
-        self.active: list[tuple[Detector, bool, Settings]] = []  # enabled, capped?, settings
+        self.active: list[tuple[Detector, bool, Settings, bool]] = []  # enabled detectors
         self.cur: Any = None  # the settings of the detector being called (set by the engine)
         self.zone: Any = None  # the engine's UTC offset cache for this account's zone
         self.books: Any = None  # the engine's enforcement counters for this account

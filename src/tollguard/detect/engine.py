@@ -34,6 +34,7 @@ from tollguard.detect.alert import EVIDENCE_CAP, Alert, Evidence
 from tollguard.detect.base import (
     ACCOUNT_LEVEL,
     E4,
+    SPECIAL_TYPES,
     ZERO,
     AccountContext,
     Detector,
@@ -168,6 +169,21 @@ def default_detectors() -> list[Detector]:
     ]
 
 
+def _only_special(det: Detector, settings: Settings) -> bool:
+    """Does this detector (with these settings) only look at calls abroad, to high-risk
+    ranges or to special number types? Then the engine skips it for other calls."""
+    name = det.name
+    opts = settings.options
+    if name == "destination":
+        return True
+    if name == "sequential":
+        return bool(opts.get("scope") == "international")
+    if name == "pumping":
+        types = {str(t).upper() for t in opts.get("number_types", ())}
+        return types <= SPECIAL_TYPES
+    return False
+
+
 def alert_id(detector: str, account: str, subject: str, situation: str, first: str) -> str:
     raw = "\x1f".join((detector, account, subject, situation, first)).encode()
     return hashlib.sha1(raw).hexdigest()[:20]
@@ -232,11 +248,12 @@ class Engine:
         if ctx is None:
             ctx = self._accounts[account] = self._new_context(account)
             self._books[account] = ctx.books
-            active: list[tuple[Detector, bool, Settings]] = []
+            active: list[tuple[Detector, bool, Settings, bool]] = []
             for det in self.detectors:
                 settings = ctx.settings(det)
                 if settings.enabled:
-                    active.append((det, ctx.terminating and det.name in ACCOUNT_LEVEL, settings))
+                    cap = ctx.terminating and det.name in ACCOUNT_LEVEL
+                    active.append((det, cap, settings, _only_special(det, settings)))
             ctx.active = active
         return ctx
 
@@ -390,7 +407,18 @@ class Engine:
         ctx.peak = peak = ctx.overlap.peak_with(start_ts, end_ts)
         out: list[Alert] = []
         critical = False
-        for det, cap, settings in ctx.active:
+        special: bool | None = None
+        for det, cap, settings, only_special in ctx.active:
+            if only_special:
+                if special is None:
+                    country = record.country
+                    special = bool(
+                        (country and country != ctx.home)
+                        or record.risk
+                        or record.number_type in SPECIAL_TYPES
+                    )
+                if not special:
+                    continue  # a domestic ordinary call: nothing for this detector
             ctx.cur = settings
             findings = det.observe(record, ctx)
             if findings:
