@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -312,23 +313,49 @@ def _unrated_reason(row: dict[str, Any], no_deck: list[str]) -> str:
 
 
 def records_from_frame(frame: pl.DataFrame) -> Iterator[CallRecord]:
-    """Per-record view of a rated frame, in event order (call end), for the engine."""
-    cols = [
-        "record_id", "account", "caller", "callee", "start", "end", "duration", "billsec",
-        "disposition", "answer", "source", "hangup_cause", "channel", "dst_channel",
-        "source_file", "source_line", "caller_e164", "callee_e164", "country", "number_type",
-        "risk", "cost_e4", "currency", "prefix", "deck", "deck_row",
-    ]  # fmt: skip
+    """Per-record view of a rated frame, in event order (call end), for the engine.
+
+    Columns are converted to Python lists in bulk and zipped, several times faster than
+    converting row by row.
+    """
+    ordered = frame.sort("end", "record_id").with_columns(
+        pl.col("hangup_cause", "channel", "dst_channel").fill_null(""),
+        pl.col("currency").fill_null("EUR"),
+    )
     disp = {d.value: d for d in Disposition}
-    for row in frame.sort("end", "record_id").select(cols).iter_rows():
-        cost_e4 = row[21]
-        yield CallRecord(
-            row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], disp[row[8]],
-            row[9], row[10], row[11] or "", row[12] or "", row[13] or "", row[14], row[15],
-            row[16], row[17], row[18], row[19], row[20],
-            None if cost_e4 is None else cost_from_e4(cost_e4),
-            row[22] or "EUR", row[23], row[24], row[25],
-        )  # fmt: skip
+    columns: list[list[Any]] = []
+    for name in _RECORD_COLUMNS:
+        series = ordered.get_column(name)
+        if name in ("start", "end", "answer"):
+            columns.append(_utc_datetimes(series))
+        elif name == "cost_e4":
+            columns.append([None if e4 is None else Decimal(e4).scaleb(-4) for e4 in series])
+        elif name == "disposition":
+            columns.append([disp[d] for d in series])
+        else:
+            columns.append(series.to_list())
+    for row in zip(*columns, strict=True):
+        yield CallRecord(*row)
+
+
+def _utc_datetimes(series: pl.Series) -> list[datetime | None]:
+    """UTC datetimes from a UTC Datetime column, ~3x faster than ``Series.to_list``."""
+    seconds = series.dt.epoch("s").to_list()
+    micros = series.dt.microsecond()
+    out = [None if s is None else datetime.fromtimestamp(s, UTC) for s in seconds]
+    if (micros.fill_null(0) != 0).any():  # sub-second times: keep them exact
+        for i, us in enumerate(micros.to_list()):
+            if us:
+                out[i] = out[i].replace(microsecond=us)  # type: ignore[union-attr]
+    return out
+
+
+_RECORD_COLUMNS = (
+    "record_id", "account", "caller", "callee", "start", "end", "duration", "billsec",
+    "disposition", "answer", "source", "hangup_cause", "channel", "dst_channel",
+    "source_file", "source_line", "caller_e164", "callee_e164", "country", "number_type",
+    "risk", "cost_e4", "currency", "prefix", "deck", "deck_row",
+)  # fmt: skip
 
 
 def run_scan(
