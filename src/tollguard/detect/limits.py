@@ -347,48 +347,36 @@ class LimitsDetector(BaseDetector):
             if limit is None:
                 continue
             is_money = param.startswith("max_spend")
-            if value > limit:
-                shown = f"{cur} {money(dec(value))}" if is_money else f"{value} calls"
-                shown_limit = f"{cur} {money(dec(limit))}" if is_money else f"{limit}"
-                subject, kind = _subject_for(param, record, ctx)
-                why = f"{shown} {when}, above the limit {param} = {shown_limit}"
-                out.append(
-                    self._finding(
-                        record,
-                        ctx,
-                        param,
-                        subject,
-                        kind,
-                        "critical",
-                        str(dec(value)) if is_money else str(value),
-                        dec(limit) if is_money else limit,
-                        why,
-                    )
-                )
-            elif fraction > 0 and value >= limit * fraction:
-                subject, kind = _subject_for(param, record, ctx)
+            critical = value > limit
+            if not critical and not (fraction > 0 and value >= limit * fraction):
+                continue
+            subject, kind = _subject_for(param, record, ctx)
+            if not critical:  # one warning per limit, subject and period
                 tag = f"{param}:{subject}:{period}"
-                if tag not in c.warned:
-                    c.warned.add(tag)
-                    shown = f"{cur} {money(dec(value))}" if is_money else f"{value} calls"
-                    shown_limit = f"{cur} {money(dec(limit))}" if is_money else f"{limit}"
-                    why = (
-                        f"{shown} {when}: {int(fraction * 100)}% of the limit "
-                        f"{param} = {shown_limit} reached"
-                    )
-                    out.append(
-                        self._finding(
-                            record,
-                            ctx,
-                            param,
-                            subject,
-                            kind,
-                            "warning",
-                            str(dec(value)) if is_money else str(value),
-                            dec(limit) if is_money else limit,
-                            why,
-                        )
-                    )
+                if tag in c.warned:
+                    continue
+                c.warned.add(tag)
+            shown = f"{cur} {money(dec(value))}" if is_money else f"{value} calls"
+            shown_limit = f"{cur} {money(dec(limit))}" if is_money else f"{limit}"
+            why = (
+                f"{shown} {when}, above the limit {param} = {shown_limit}"
+                if critical
+                else f"{shown} {when}: {int(fraction * 100)}% of the limit "
+                f"{param} = {shown_limit} reached"
+            )
+            out.append(
+                self._finding(
+                    record,
+                    ctx,
+                    param,
+                    subject,
+                    kind,
+                    "critical" if critical else "warning",
+                    str(dec(value)) if is_money else str(value),
+                    dec(limit) if is_money else limit,
+                    why,
+                )
+            )
         if lim.max_concurrent_calls is not None and ctx.peak > lim.max_concurrent_calls:
             why = (
                 f"{ctx.peak} simultaneous calls, above the limit "
