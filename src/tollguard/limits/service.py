@@ -84,6 +84,10 @@ def _e4_or_none(value: Decimal | None) -> int:
     return NO_LIMIT if value is None else to_e4(value, up=False)
 
 
+def _or_unlimited(value: int | None) -> int:
+    return NO_LIMIT if value is None else value
+
+
 @dataclass(slots=True)
 class Plan:
     """Everything authorize needs about one account, computed once."""
@@ -96,6 +100,9 @@ class Plan:
     spend_hour: int
     spend_day: int
     spend_month: int
+    calls_minute: int  # NO_LIMIT when the policy sets none, like the spend limits
+    calls_day: int
+    max_concurrent: int
     spend_country: dict[str, int]
     spend_type: dict[str, int]
     calls_country: dict[str, int]
@@ -225,6 +232,9 @@ class AuthorizeService:
             spend_hour=_e4_or_none(limits.max_spend_per_hour),
             spend_day=_e4_or_none(limits.max_spend_per_day),
             spend_month=_e4_or_none(limits.max_spend_per_month),
+            calls_minute=_or_unlimited(limits.max_calls_per_minute),
+            calls_day=_or_unlimited(limits.max_calls_per_day),
+            max_concurrent=_or_unlimited(limits.max_concurrent_calls),
             spend_country={
                 k: to_e4(v, up=False) for k, v in limits.max_spend_per_day_by_country.items()
             },
@@ -347,22 +357,8 @@ class AuthorizeService:
         p = periods_at(when, plan.tz)
         tag = account_tag(account)
         counts = [
-            Check(
-                f"{tag}:cm:{p.minute}",
-                plan.limits.max_calls_per_minute
-                if plan.limits.max_calls_per_minute is not None
-                else NO_LIMIT,
-                p.minute_ttl,
-                "calls_per_minute",
-            ),
-            Check(
-                f"{tag}:cd:{p.day}",
-                plan.limits.max_calls_per_day
-                if plan.limits.max_calls_per_day is not None
-                else NO_LIMIT,
-                p.day_ttl,
-                "calls_per_day",
-            ),
+            Check(f"{tag}:cm:{p.minute}", plan.calls_minute, p.minute_ttl, "calls_per_minute"),
+            Check(f"{tag}:cd:{p.day}", plan.calls_day, p.day_ttl, "calls_per_day"),
         ]
         if country:
             counts.append(
@@ -410,9 +406,7 @@ class AuthorizeService:
             now=now,
             counts=counts,
             spends=spends,
-            max_concurrent=plan.limits.max_concurrent_calls
-            if plan.limits.max_concurrent_calls is not None
-            else NO_LIMIT,
+            max_concurrent=plan.max_concurrent,
             want_e4=want,
             min_e4=min_b,
             ring_expires_at=now + self.settings.ring_timeout_s,
