@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from tollguard.commands.scan import describe_block, print_summary
+from tollguard.detect.alert import alerts_jsonl
 from tollguard.policy import Policy, load_policy
 from tollguard.scan import ScanOptions, ScanResult, run_scan
 
@@ -66,9 +67,7 @@ def demo(
         quarantine_out=out / "rejected.jsonl",
     )
     result = run_scan([sim.files["cdr"]], policy, options)
-    with (out / "alerts.jsonl").open("wb") as fh:
-        for alert in result.alerts:
-            fh.write(orjson.dumps(alert.to_dict()) + b"\n")
+    (out / "alerts.jsonl").write_bytes(alerts_jsonl(result.alerts))
     (out / "scan.json").write_bytes(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2))
     console = Console() if Console().is_terminal else Console(width=140)
     print_summary(result, console)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from tollguard.cdr.mapping import ColumnMapping
 from tollguard.clikit import fail, load_policy_with_overrides
+from tollguard.detect.alert import alerts_jsonl
 from tollguard.scan import UNRATED_KINDS, Enforcement, ScanOptions, ScanResult, run_scan
 
 console = Console(stderr=True)
@@ -100,9 +101,7 @@ def scan(
     except (ValueError, OSError) as exc:
         fail(str(exc), "see `tollguard scan --help` and docs/formats.md")
     if alerts_out is not None:
-        with alerts_out.open("wb") as fh:
-            for alert in result.alerts:
-                fh.write(orjson.dumps(alert.to_dict()) + b"\n")
+        alerts_out.write_bytes(alerts_jsonl(result.alerts))
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2) + b"\n")
     else:

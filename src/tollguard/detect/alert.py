@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
+
+import orjson
 
 Severity = Literal["warning", "critical"]
 EVIDENCE_CAP = 50  # record ids kept per alert; the total count is kept beside them
@@ -83,3 +86,8 @@ class Alert:
             report_only=bool(data.get("report_only", False)),
             escalated_at=datetime.fromisoformat(esc) if esc else None,
         )
+
+
+def alerts_jsonl(alerts: Iterable[Alert]) -> bytes:
+    """Alerts as JSON Lines, one object per line: the format of ``--alerts-out``."""
+    return b"".join(orjson.dumps(a.to_dict()) + b"\n" for a in alerts)

@@ -25,10 +25,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-import orjson
 import polars as pl
 from sqlalchemy import Engine
 
+from tollguard.detect.alert import alerts_jsonl
 from tollguard.policy import Policy
 from tollguard.store.records import latest_start, load_rated_frames
 
@@ -115,7 +115,7 @@ class LiveDetection:
     def _write(self, alerts: list[Alert]) -> None:
         if self._out is None:
             return
-        self._out.write(b"".join(orjson.dumps(a.to_dict()) + b"\n" for a in alerts))
+        self._out.write(alerts_jsonl(alerts))
         self._out.flush()
 
     def _file(self, alerts: list[Alert]) -> None:
