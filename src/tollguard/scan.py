@@ -267,12 +267,13 @@ def _summarize(result: ScanResult, frame: pl.DataFrame, no_deck: list[str]) -> N
         c[1] += cost or 0
     unrated = frame.filter(pl.col("cost_e4").is_null())
     result.unrated += unrated.height
-    if unrated.height:
-        kinds = unrated.select(_unrated_kind(no_deck).alias("kind")).get_column("kind")
-        for kind, count in kinds.value_counts().iter_rows():
-            result.unrated_reasons[kind] = result.unrated_reasons.get(kind, 0) + count
+    if unrated.height == 0:
+        return
+    unrated = unrated.with_columns(_unrated_kind(no_deck).alias("_kind"))
+    for kind, count in unrated.get_column("_kind").value_counts().iter_rows():
+        result.unrated_reasons[kind] = result.unrated_reasons.get(kind, 0) + count
     room = UNRATED_KEEP - len(result.unrated_calls)
-    if room > 0 and unrated.height:
+    if room > 0:
         for row in unrated.head(room).iter_rows(named=True):
             result.unrated_calls.append(
                 {
@@ -282,7 +283,7 @@ def _summarize(result: ScanResult, frame: pl.DataFrame, no_deck: list[str]) -> N
                     "callee_e164": row["callee_e164"],
                     "source_file": row["source_file"],
                     "source_line": row["source_line"],
-                    "reason": _unrated_reason(row, no_deck),
+                    "reason": _unrated_reason(row),
                 }
             )
 
@@ -304,10 +305,11 @@ def _unrated_kind(no_deck: list[str]) -> pl.Expr:
     )
 
 
-def _unrated_reason(row: dict[str, Any], no_deck: list[str]) -> str:
-    if row["callee_e164"] is None:
+def _unrated_reason(row: dict[str, Any]) -> str:
+    """The row's unrated kind (``_kind``), said about this call."""
+    if row["_kind"] == "not_public":
         return f"callee {row['callee']!r} is not a public number (extension, service code or junk)"
-    if row["account"] in no_deck:
+    if row["_kind"] == "no_deck":
         return f"no rate deck applies to account {row['account']!r} (give --rates or rates=)"
     return f"no rate-deck prefix (in force at the call's start) matches {row['callee_e164']}"
 
