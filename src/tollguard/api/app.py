@@ -479,7 +479,7 @@ def create_app(
         alerts, blocked = _detect(service, engine_box, fresh, key)
         if cases is not None:
             for alert in alerts:
-                cases.ingest(Alert.from_dict(alert))
+                cases.ingest(alert)
         return _json(
             {
                 "accepted": len(accepted),
@@ -487,7 +487,7 @@ def create_app(
                 "quarantined": quarantined,
                 "stored": stored,
                 "engine": engine_box["engine"] is not None,
-                "alerts": alerts,
+                "alerts": [a.to_dict() for a in alerts],
                 "blocked": blocked,
             }
         )
@@ -742,7 +742,7 @@ def _invalid_body(exc: ValidationError) -> Problem:
 
 def _detect(
     service: AuthorizeService, box: dict[str, Any], records: list[CallRecord], key: ApiKey
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> tuple[list[Alert], list[str]]:
     if box["engine"] is None:
         try:
             from tollguard.detect.engine import Engine
@@ -752,11 +752,11 @@ def _detect(
             log.warning("detection engine not available; records accepted without detection")
             return [], []
     engine = box["engine"]
-    alerts: list[dict[str, Any]] = []
+    alerts: list[Alert] = []
     blocked: list[str] = []
     for record in sorted(records, key=lambda r: (r.end, r.record_id)):
         for alert in engine.process(record):
-            alerts.append(alert.to_dict())
+            alerts.append(alert)
             if alert.severity != "critical" or alert.report_only:
                 continue
             acc = service.plan(alert.account).account
