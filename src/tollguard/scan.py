@@ -331,7 +331,7 @@ def records_from_frame(frame: pl.DataFrame) -> Iterator[CallRecord]:
         if name in ("start", "end", "answer"):
             columns.append(_utc_datetimes(series))
         elif name == "cost_e4":
-            columns.append([None if e4 is None else Decimal(e4).scaleb(-4) for e4 in series])
+            columns.append([None if e4 is None else cost_from_e4(e4) for e4 in series])
         elif name == "disposition":
             columns.append([disp[d] for d in series])
         else:

@@ -75,7 +75,7 @@ MONEY_QUANTUM = Decimal("0.0001")
 
 def cost_from_e4(value: int) -> Decimal:
     """Integer ten-thousandths to an exact Decimal with four places."""
-    return (Decimal(value) / 10000).quantize(MONEY_QUANTUM)
+    return Decimal(value).scaleb(-4)  # same value and exponent as /10000 quantized, faster
 
 
 def empty_records() -> pl.DataFrame:

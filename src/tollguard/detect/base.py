@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from tollguard.cdr.model import CallRecord
+from tollguard.cdr.model import CallRecord, cost_from_e4
 from tollguard.detect.alert import Severity
 from tollguard.detect.signature import Signature
 from tollguard.policy import ResolvedAccount
@@ -31,7 +31,6 @@ SubjectKind = Literal["number", "prefix", "country", "account", "number_type"]
 BlockScope = Literal["account", "number", "prefix", "destination", "none"]
 ZERO = Decimal(0)
 E4 = Decimal(10000)
-_QUANT = Decimal("0.0001")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Detectors that judge the account's own volume, hours and simultaneity: on a
@@ -48,9 +47,7 @@ def e4_of(value: Decimal | None) -> int:
     return int(value * E4)
 
 
-def dec(e4: int) -> Decimal:
-    """Integer ten-thousandths as an exact Decimal with four places."""
-    return (Decimal(e4) / E4).quantize(_QUANT)
+dec = cost_from_e4  # integer ten-thousandths as an exact Decimal with four places
 
 
 @dataclass(slots=True)

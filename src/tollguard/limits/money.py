@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from tollguard.cdr.model import MONEY_QUANTUM
+from tollguard.cdr.model import cost_from_e4
 
 E4 = Decimal(10000)
 
@@ -14,8 +14,7 @@ def to_e4(value: Decimal, *, up: bool = True) -> int:
     return int((value * E4).to_integral_value(rounding=ROUND_CEILING if up else ROUND_FLOOR))
 
 
-def from_e4(value: int) -> Decimal:
-    return (Decimal(value) / E4).quantize(MONEY_QUANTUM)
+from_e4 = cost_from_e4
 
 
 def fmt_e4(value: int) -> str:
