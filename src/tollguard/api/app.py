@@ -388,7 +388,9 @@ def create_app(
                  "fail_mode": "closed"}  # fmt: skip
             decisions.labels("deny", "unknown_account").inc()
             return _json(d)
-        decision = service.authorize(body.account, body.caller, body.callee, body.call_id, body.at)
+        decision = await service.authorize_async(
+            body.account, body.caller, body.callee, body.call_id, body.at
+        )
         decisions.labels(decision.decision, decision.reason).inc()
         if decision.decision == "deny" or decision.warnings:
             log.info(

@@ -273,6 +273,9 @@ class MemoryState:
                 meta=meta,
             )
 
+    async def reserve_async(self, req: ReserveRequest) -> ReserveResult:
+        return self.reserve(req)  # memory only (SQLite: a local WAL write), no waiting
+
     def get_call(self, call_id: str) -> CallState | None:
         with self._lock:
             call = self._calls.get(call_id)

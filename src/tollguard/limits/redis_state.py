@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from tollguard.limits.periods import account_tag
+from tollguard.limits.redis_pipe import PipelinedRedis
 from tollguard.limits.state import (
     BlockState,
     CallState,
@@ -63,93 +64,106 @@ end
 """.replace("@TOMBSTONE@", str(TOMBSTONE_S))
 
 # KEYS: blk, live, call, counts..., spends...
-# ARGV: now, call_id, nc, ns, max_conc, want, min, ring_exp, hold, force, meta_json, acct,
-#       then (limit, ttl, reason) per count, then per spend
+# ARGV: now, nc, ns, max_conc, want, min, ring_exp, hold, force, acct, meta_json,
+#       reasons (comma-separated, one per check), then (limit, ttl) per count, then per spend.
+# Returns {kind, fail, value, limit, limited, remaining, reserved} with kind 0 ok, 1 deny,
+# 2 duplicate; fail 0 none, -1 blocked, -2 concurrent, i > 0 the i-th check (counts, then
+# spends). A duplicate returns {2, reason, reserved, meta, forced}.
+# Kept small on purpose: it runs once per authorize, so every redis.call and argument
+# counts. No JSON work here (the caller sends the call's meta ready-made); counter TTLs
+# are set when a counter is created (the period's end does not move).
 _RESERVE = (
     _COMMON
     + r"""
-local now = tonumber(ARGV[1])
-local cid = ARGV[2]
-local nc = tonumber(ARGV[3])
-local ns = tonumber(ARGV[4])
-local max_conc = tonumber(ARGV[5])
-local want = tonumber(ARGV[6])
-local minb = tonumber(ARGV[7])
-local force = ARGV[10] == '1'
-local old = redis.call('HMGET', KEYS[3], 'res', 'meta')
+local old = redis.call('HMGET', KEYS[3], 'res', 'meta', 'reason', 'forced')
 if old[1] then
-  return {'dup', old[1], old[2]}
+  return {2, old[3], old[1], old[2], old[4]}
 end
+local now = tonumber(ARGV[1])
+local nc = tonumber(ARGV[2])
+local ns = tonumber(ARGV[3])
+local max_conc = tonumber(ARGV[4])
+local want = tonumber(ARGV[5])
+local force = ARGV[9] == '1'
 expire_account(KEYS[2], now, @BATCH@)
-local fail = ''
+local fail = 0
 local fval = 0
 local flim = 0
-if redis.call('EXISTS', KEYS[1]) == 1 then fail = 'account_blocked' end
-local conc = redis.call('ZCARD', KEYS[2])
-if fail == '' and max_conc >= 0 and conc + 1 > max_conc then
-  fail = 'concurrent_calls'; fval = conc; flim = max_conc
+if redis.call('EXISTS', KEYS[1]) == 1 then fail = -1 end
+if fail == 0 and max_conc >= 0 then
+  local conc = redis.call('ZCARD', KEYS[2])
+  if conc + 1 > max_conc then fail = -2; fval = conc; flim = max_conc end
 end
-local a = 13
-for i = 1, nc do
-  local lim = tonumber(ARGV[a])
-  if fail == '' and lim >= 0 then
-    local v = tonumber(redis.call('GET', KEYS[3 + i]) or '0')
-    if v + 1 > lim then fail = ARGV[a + 2]; fval = v; flim = lim end
-  end
-  a = a + 3
-end
-local limited = false
-local remaining = 0
-local rreason = ''
-local rlim = 0
-for j = 1, ns do
-  local lim = tonumber(ARGV[a])
-  if lim >= 0 then
-    local h = redis.call('HMGET', KEYS[3 + nc + j], 's', 'r')
-    local left = lim - tonumber(h[1] or '0') - tonumber(h[2] or '0')
-    if (not limited) or left < remaining then
-      limited = true; remaining = left; rreason = ARGV[a + 2]; rlim = lim
+if fail == 0 then
+  for i = 1, nc do
+    local lim = tonumber(ARGV[11 + 2 * i])
+    if lim >= 0 then
+      local v = tonumber(redis.call('GET', KEYS[3 + i]) or '0')
+      if v + 1 > lim then fail = i; fval = v; flim = lim; break end
     end
   end
-  a = a + 3
+end
+local limited = 0
+local remaining = 0
+local ridx = 0
+local rlim = 0
+local fresh = {}
+for j = 1, ns do
+  local k = KEYS[3 + nc + j]
+  local lim = tonumber(ARGV[11 + 2 * (nc + j)])
+  local h = redis.call('HMGET', k, 's', 'r')
+  if not h[1] and not h[2] then fresh[j] = true end
+  if lim >= 0 then
+    local left = lim - tonumber(h[1] or '0') - tonumber(h[2] or '0')
+    if limited == 0 or left < remaining then
+      limited = 1; remaining = left; ridx = nc + j; rlim = lim
+    end
+  end
 end
 local res = want
-if limited then
-  if remaining < minb and fail == '' then fail = rreason; fval = rlim - remaining; flim = rlim end
+if limited == 1 then
+  if remaining < tonumber(ARGV[6]) and fail == 0 then
+    fail = ridx; fval = rlim - remaining; flim = rlim
+  end
   if remaining < res then res = remaining end
 end
-if fail ~= '' and force then res = want end
+if fail ~= 0 and force then res = want end
 if res < 0 then res = 0 end
-local rem = ''
-if limited then rem = tostring(remaining) end
-if fail ~= '' and not force then
-  return {'deny', fail, tostring(fval), tostring(flim), rem}
-end
-a = 13
-for i = 1, nc do
-  redis.call('INCR', KEYS[3 + i])
-  redis.call('EXPIRE', KEYS[3 + i], tonumber(ARGV[a + 1]))
-  a = a + 3
+if fail ~= 0 and not force then
+  return {1, fail, fval, flim, limited, remaining, 0}
 end
 local spends = {}
+for i = 1, nc do
+  if redis.call('INCR', KEYS[3 + i]) == 1 then
+    redis.call('EXPIRE', KEYS[3 + i], tonumber(ARGV[12 + 2 * i]))
+  end
+end
 for j = 1, ns do
   local k = KEYS[3 + nc + j]
   redis.call('HINCRBY', k, 'r', res)
-  redis.call('EXPIRE', k, tonumber(ARGV[a + 1]))
-  spends[#spends + 1] = k
-  a = a + 3
+  if fresh[j] then redis.call('EXPIRE', k, tonumber(ARGV[12 + 2 * (nc + j)])) end
+  spends[j] = k
 end
-local meta = cjson.decode(ARGV[11])
-meta['spends'] = table.concat(spends, '\n')
-meta['reason'] = fail
-if fail ~= '' then meta['forced'] = '1' else meta['forced'] = '0' end
-meta['hold'] = ARGV[9]
-local mj = cjson.encode(meta)
-redis.call('HSET', KEYS[3], 'acct', ARGV[12], 'res', res, 'spends', meta['spends'],
-  'state', 'ringing', 'started', ARGV[1], 'expires', ARGV[8], 'hold', ARGV[9], 'meta', mj)
-redis.call('ZADD', KEYS[2], tonumber(ARGV[8]), cid)
-redis.call('SADD', 'tg:accounts-live', ARGV[12])
-return {'ok', fail, tostring(fval), tostring(flim), rem, tostring(res), mj}
+local forced = '0'
+local reason = ''
+if fail ~= 0 then
+  forced = '1'
+  if fail == -1 then reason = 'account_blocked'
+  elseif fail == -2 then reason = 'concurrent_calls'
+  else
+    local n = 0
+    for name in string.gmatch(ARGV[12], '[^,]+') do
+      n = n + 1
+      if n == fail then reason = name end
+    end
+  end
+end
+redis.call('HSET', KEYS[3], 'acct', ARGV[10], 'res', res, 'spends', table.concat(spends, '\n'),
+  'state', 'ringing', 'started', ARGV[1], 'expires', ARGV[7], 'hold', ARGV[8],
+  'meta', ARGV[11], 'reason', reason, 'forced', forced)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[7]), string.sub(KEYS[3], 9))
+redis.call('SADD', 'tg:accounts-live', ARGV[10])
+return {0, fail, fval, flim, limited, remaining, res}
 """.replace("@BATCH@", str(EXPIRE_BATCH))
 )
 
@@ -205,8 +219,90 @@ return 1
 """
 
 
+def _stored_meta(h: Any) -> dict[str, str]:
+    meta: dict[str, str] = json.loads(h.get("meta") or "{}")
+    if "reason" in h:  # the outcome, stored next to the meta (not inside it)
+        meta["reason"] = str(h["reason"])
+        meta["forced"] = str(h.get("forced", "0"))
+    return meta
+
+
 def _call_key(call_id: str) -> str:
     return "tg:call:" + call_id
+
+
+_FIXED_REASONS = {-1: "account_blocked", -2: "concurrent_calls"}
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _reserve_call(req: ReserveRequest) -> tuple[list[str], list[str], dict[str, str]]:
+    """KEYS and ARGV of the reserve script, and the call's meta as stored (without the
+    outcome: ``reason`` and ``forced`` are fields of their own)."""
+    spend_keys = [c.key for c in req.spends]
+    meta = {**req.meta, "spends": "\n".join(spend_keys), "hold": repr(req.hold_s)}
+    checks = (*req.counts, *req.spends)
+    keys = [account_tag(req.account) + ":blk", account_tag(req.account) + ":live"]
+    keys.append(_call_key(req.call_id))
+    keys += [c.key for c in req.counts]
+    keys += spend_keys
+    args = [
+        repr(req.now),
+        str(len(req.counts)),
+        str(len(req.spends)),
+        str(req.max_concurrent),
+        str(req.want_e4),
+        str(req.min_e4),
+        repr(req.ring_expires_at),
+        repr(req.hold_s),
+        "1" if req.force else "0",
+        req.account,
+        json.dumps(meta, separators=(",", ":")),
+        ",".join(c.reason for c in checks),
+    ]
+    for c in checks:
+        args.append(str(c.limit))
+        args.append(str(c.ttl_s))
+    return keys, args, meta
+
+
+def _reserve_result(req: ReserveRequest, meta: dict[str, str], out: list[Any]) -> ReserveResult:
+    kind = int(out[0])
+    if kind == 2:  # the call id was seen before: its first answer
+        old = json.loads(_text(out[3])) if out[3] else {}
+        if out[1] is not None:  # calls stored before the outcome had fields of its own
+            old["reason"] = _text(out[1])
+            old["forced"] = _text(out[4])
+        return ReserveResult(
+            ok=True,
+            reason=old.get("reason", ""),
+            reserved_e4=int(out[2]),
+            duplicate=True,
+            meta=old,
+        )
+    fail = int(out[1])
+    reason = ""
+    if fail:
+        checks = (*req.counts, *req.spends)
+        reason = _FIXED_REASONS[fail] if fail < 0 else checks[fail - 1].reason
+    rem = int(out[5]) if int(out[4]) else None
+    if kind == 1:
+        return ReserveResult(
+            ok=False, reason=reason, value=int(out[2]), limit=int(out[3]), remaining_e4=rem
+        )
+    meta["reason"] = reason
+    meta["forced"] = "1" if fail else "0"
+    return ReserveResult(
+        ok=True,
+        reason=reason,
+        value=int(out[2]),
+        limit=int(out[3]),
+        remaining_e4=rem,
+        reserved_e4=int(out[6]),
+        meta=meta,
+    )
 
 
 class RedisState:
@@ -221,56 +317,29 @@ class RedisState:
         self._expire = self.r.register_script(_EXPIRE)
         self._release = self.r.register_script(_RELEASE)
         self._reset = self.r.register_script(_RESET)
+        # authorize from the event loop: pipelined, never blocking the loop (redis_pipe)
+        self._pipe = PipelinedRedis(url, timeout_s=2.0) if PipelinedRedis.supports(url) else None
+        self._reserve_sha = self._reserve.sha.encode()
+        self._reserve_body = _RESERVE.encode()
 
     def ping(self) -> bool:
         return bool(self.r.ping())
 
     def reserve(self, req: ReserveRequest) -> ReserveResult:
-        tag = account_tag(req.account)
-        keys = [tag + ":blk", tag + ":live", _call_key(req.call_id)]
-        keys += [c.key for c in req.counts]
-        keys += [c.key for c in req.spends]
-        args: list[Any] = [
-            repr(req.now),
-            req.call_id,
-            len(req.counts),
-            len(req.spends),
-            req.max_concurrent,
-            req.want_e4,
-            req.min_e4,
-            repr(req.ring_expires_at),
-            repr(req.hold_s),
-            "1" if req.force else "0",
-            json.dumps(req.meta),
-            req.account,
-        ]
-        for c in (*req.counts, *req.spends):
-            args += [c.limit, c.ttl_s, c.reason]
-        out = self._reserve(keys=keys, args=args)
-        kind = out[0]
-        if kind == "dup":
-            meta = json.loads(out[2]) if out[2] else {}
-            return ReserveResult(
-                ok=True,
-                reason=meta.get("reason", ""),
-                reserved_e4=int(out[1]),
-                duplicate=True,
-                meta=meta,
-            )
-        rem = int(out[4]) if out[4] != "" else None
-        if kind == "deny":
-            return ReserveResult(
-                ok=False, reason=out[1], value=int(out[2]), limit=int(out[3]), remaining_e4=rem
-            )
-        return ReserveResult(
-            ok=True,
-            reason=out[1],
-            value=int(out[2]),
-            limit=int(out[3]),
-            remaining_e4=rem,
-            reserved_e4=int(out[5]),
-            meta=json.loads(out[6]),
+        keys, args, meta = _reserve_call(req)
+        return _reserve_result(req, meta, self._reserve(keys=keys, args=args))
+
+    async def reserve_async(self, req: ReserveRequest) -> ReserveResult:
+        if self._pipe is None:
+            return self.reserve(req)
+        keys, args, meta = _reserve_call(req)
+        out = await self._pipe.evalsha(
+            self._reserve_sha,
+            self._reserve_body,
+            [k.encode() for k in keys],
+            [a.encode() for a in args],
         )
+        return _reserve_result(req, meta, out)
 
     def get_call(self, call_id: str) -> CallState | None:
         h = self.r.hgetall(_call_key(call_id))
@@ -284,7 +353,7 @@ class RedisState:
             started=float(h["started"]),
             answered=float(h["answered"]) if "answered" in h else None,
             expires=float(h["expires"]),
-            meta=json.loads(h.get("meta") or "{}"),
+            meta=_stored_meta(h),
             cost_e4=int(h["cost"]) if "cost" in h else None,
         )
 
@@ -364,4 +433,6 @@ class RedisState:
         return [json.loads(e) for e in reversed(self.r.lrange("tg:audit", -limit, -1))]
 
     def close(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
         self.r.close()

@@ -159,6 +159,25 @@ class Decision:
         }
 
 
+@dataclass(slots=True)
+class _Pending:
+    """An authorize between its local checks and the state's check-and-reserve."""
+
+    req: ReserveRequest
+    plan: Plan
+    call_id: str
+    account: str
+    country: str
+    ntype: str
+    country_spend: int
+    type_spend: int
+    row: RateRow | None
+    rate: dict[str, Any] | None
+    number: dict[str, Any]
+    violations: list[dict[str, Any]]
+    warnings: list[dict[str, Any]]
+
+
 class NotFound(LookupError):
     pass
 
@@ -271,6 +290,25 @@ class AuthorizeService:
     def authorize(
         self, account: str, caller: str, callee: str, call_id: str, at: datetime | None = None
     ) -> Decision:
+        pending = self._prepare(account, callee, call_id, at)
+        if isinstance(pending, Decision):
+            return pending
+        return self._finish(pending, self.state.reserve(pending.req))
+
+    async def authorize_async(
+        self, account: str, caller: str, callee: str, call_id: str, at: datetime | None = None
+    ) -> Decision:
+        """``authorize`` for the event loop: the state round trip does not block it, so
+        other requests proceed (and share Redis round trips) while this one waits."""
+        pending = self._prepare(account, callee, call_id, at)
+        if isinstance(pending, Decision):
+            return pending
+        return self._finish(pending, await self.state.reserve_async(pending.req))
+
+    def _prepare(
+        self, account: str, callee: str, call_id: str, at: datetime | None
+    ) -> Decision | _Pending:
+        """Everything decided without the state; the request for the atomic reserve."""
         when = at if at is not None else datetime.now(UTC)
         if not self.known(account):
             return Decision("deny", "unknown_account", 0, call_id, account)
@@ -420,8 +458,19 @@ class AuthorizeService:
                 "limited": "1" if spend_limited else "0",
             },
         )
-        res = self.state.reserve(req)
-        limits_out = self._limits_out(plan, res, country, ntype, country_spend, type_spend)
+        return _Pending(
+            req, plan, call_id, account, country, ntype, country_spend, type_spend, row,
+            rate, number, violations, warnings,
+        )  # fmt: skip
+
+    def _finish(self, p: _Pending, res: ReserveResult) -> Decision:
+        plan, call_id, account, row, rate, number = (
+            p.plan, p.call_id, p.account, p.row, p.rate, p.number
+        )  # fmt: skip
+        acc = plan.account
+        violations, warnings = p.violations, p.warnings
+        horizon = plan.horizon_s
+        limits_out = self._limits_out(plan, res, p.country, p.ntype, p.country_spend, p.type_spend)
         if not res.ok:
             detail = {"reason": res.reason, "value": res.value, "limit": res.limit}
             if res.reason.startswith("spend"):
