@@ -119,11 +119,22 @@ def route_label(path: str) -> str:
 class Guard:
     """Outermost ASGI layer: body size limit (buffered), metrics, last-resort problem."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int, max_cdr_body: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body: int,
+        max_cdr_body: int,
+        fast: "dict[tuple[str, str], FastRoute] | None" = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body = max_body
         self.max_cdr_body = max_cdr_body
+        # (method, path) answered here from the buffered body, without the router: the
+        # hot path (authorize) pays only for its own work, not for routing and FastAPI's
+        # request machinery. The same route stays registered with FastAPI (OpenAPI).
+        self.fast = fast if fast is not None else {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -165,6 +176,10 @@ class Guard:
                 chunks.append(body)
                 more = message.get("more_body", False)
             whole = b"".join(chunks)
+            fast = self.fast.get((scope["method"], path)) if self.fast else None
+            if fast is not None:
+                await fast(scope, whole, send_wrapper)
+                return
             delivered = [False]
 
             async def replay() -> Message:
@@ -193,6 +208,27 @@ class Guard:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+FastRoute = Callable[[Scope, bytes, Send], Awaitable[None]]
+
+
+async def _send_json(send: Send, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", b"application/json"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -264,7 +300,10 @@ def create_app(
     )
     app.state.service = service
     app.state.metrics = metrics
-    app.add_middleware(Guard, metrics=metrics, max_body=max_body, max_cdr_body=max_cdr_body)
+    fast: dict[tuple[str, str], FastRoute] = {}
+    app.add_middleware(
+        Guard, metrics=metrics, max_body=max_body, max_cdr_body=max_cdr_body, fast=fast
+    )
 
     # -- errors -----------------------------------------------------------------
     @app.exception_handler(Problem)
@@ -295,23 +334,29 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:
+        return crash_response(exc, request.url.path)
+
+    def crash_response(exc: Exception, path: str) -> Response:
         if _is_state_outage(exc):
             log.error("state backend unavailable: %s", exc)
             return problem_response(
                 503, "state-unavailable",
                 "the state backend did not answer; apply the account's fail mode",
-                request.url.path,
+                path,
             )  # fmt: skip
-        log.exception("unhandled error on %s", request.url.path)
-        return problem_response(500, "internal", "unexpected error (logged)", request.url.path)
+        log.exception("unhandled error on %s", path)
+        return problem_response(500, "internal", "unexpected error (logged)", path)
 
     # -- auth -------------------------------------------------------------------
     def caller_key(request: Request) -> ApiKey:
+        return key_from(request.headers.get("x-api-key"), request.headers.get("authorization"))
+
+    def key_from(x_api_key: str | None, authorization: str | None) -> ApiKey:
         if not keys.enabled:
             return DEV_KEY
-        raw = request.headers.get("x-api-key")
+        raw = x_api_key
         if raw is None:
-            auth = request.headers.get("authorization", "")
+            auth = authorization or ""
             if auth[:7].lower() == "bearer ":
                 raw = auth[7:].strip()
         key = keys.identify(raw)
@@ -370,13 +415,18 @@ def create_app(
     async def authorize(request: Request) -> Response:
         """May this call go through, and for how long? Deny reasons: docs/authorize.md.
 
-        Hot path: the body is validated straight from bytes and the key checked inline,
-        without FastAPI's dependency resolution (same rules as the other endpoints).
+        Served by ``authorize_fast`` from the Guard; this route documents it (OpenAPI) and
+        answers when the app runs without the Guard.
         """
         key = caller_key(request)
+        body = await decide(key, await request.body())
+        return Response(body, media_type="application/json")
+
+    async def decide(key: ApiKey, raw: bytes) -> bytes:
+        """The hot path: the body is validated straight from bytes, the key checked inline
+        (same rules as the other endpoints, without FastAPI's dependency resolution)."""
         if not key.can("authorize"):
             raise Problem(403, "forbidden", f"role {key.role!r} may not authorize", key=key.name)
-        raw = await request.body()
         try:
             body = AuthorizeRequest.model_validate_json(raw)
         except ValidationError as exc:
@@ -387,7 +437,7 @@ def create_app(
                  "limits": [], "warnings": [], "detail": {}, "report_only": False,
                  "fail_mode": "closed"}  # fmt: skip
             decisions.labels("deny", "unknown_account").inc()
-            return _json(d)
+            return orjson.dumps(d)
         decision = await service.authorize_async(
             body.account, body.caller, body.callee, body.call_id, body.at
         )
@@ -397,7 +447,27 @@ def create_app(
                 "authorize %s %s -> %s %s %s", body.account, body.callee, decision.decision,
                 decision.reason, decision.warnings,
             )  # fmt: skip
-        return _json(decision.to_dict())
+        return orjson.dumps(decision.to_dict())
+
+    async def authorize_fast(scope: Scope, raw: bytes, send: Send) -> None:
+        x_api_key = authorization = None
+        for name, value in scope["headers"]:  # the first of each, as request.headers.get
+            if name == b"authorization" and authorization is None:
+                authorization = value.decode("latin-1")
+            elif name == b"x-api-key" and x_api_key is None:
+                x_api_key = value.decode("latin-1")
+        try:
+            body = await decide(key_from(x_api_key, authorization), raw)
+        except Problem as exc:
+            err = problem_response(exc.status, exc.slug, exc.detail, scope["path"], **exc.extra)
+            await err(scope, _no_body, send)
+            return
+        except Exception as exc:
+            await crash_response(exc, scope["path"])(scope, _no_body, send)
+            return
+        await _send_json(send, body)
+
+    fast[("POST", "/v1/authorize")] = authorize_fast
 
     @app.post("/v1/calls/{call_id}/answer", tags=["switch"], response_model=CallResponse)
     async def answer(
