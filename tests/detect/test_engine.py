@@ -3,6 +3,7 @@ limits and enforcement, and the detectors that need no history."""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from decimal import Decimal
 
@@ -553,3 +554,31 @@ def test_population_priors_learned_online_without_calibration() -> None:
         a.subject for a in cold.alerts if a.account == "newco" and a.detector == "destination"
     }
     assert cold_newco == {"DE", "SO"}
+
+
+def _brute_peak(known: list[tuple[float, float]], start: float, end: float) -> int:
+    """Peak within [start, end) of the known calls plus the new one, by trying every
+    start instant (the peak is at one of them)."""
+    calls = [*known, (start, end)]
+    instants = [start] + [s for s, _ in known if start < s < end]
+    return max(sum(1 for s, e in calls if s <= t < e) for t in instants)
+
+
+def test_overlap_peak_and_bound_match_brute_force_in_and_out_of_order() -> None:
+    rng = random.Random(5)
+    for shuffle in (False, True):
+        calls = []
+        for _ in range(400):
+            s = float(rng.randrange(0, 20_000))
+            calls.append((s, s + rng.choice((0, 1, 5, 30, 120, 600, 1800))))
+        calls.sort(key=lambda c: c[1])
+        if shuffle:  # arrivals up to a few minutes late
+            calls.sort(key=lambda c: c[1] + rng.uniform(0, 300))
+        ov = Overlap()
+        known: list[tuple[float, float]] = []
+        for s, e in calls:
+            expected = _brute_peak(known, s, e if e > s else s + 1e-6)
+            assert ov.peak_with(s, e) == expected
+            assert ov.bound(s) >= expected
+            ov.add(s, e)
+            known.append((s, e))

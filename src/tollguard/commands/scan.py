@@ -237,7 +237,7 @@ def _print_alerts(result: ScanResult, out: Console) -> None:
 
 
 def describe_block(enf: Enforcement) -> str:
-    """"account blocked at T" and/or "blocked +31909... at T, country:TL at T"."""
+    """ "account blocked at T" and/or "blocked +31909... at T, country:TL at T"."""
     parts = [f"account blocked at {enf.blocked_at}"] if enf.blocked_at else []
     subjects = sorted(enf.blocked_subjects.items(), key=lambda kv: kv[1])
     if subjects:

@@ -15,7 +15,7 @@ cached in the context.
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -95,15 +95,23 @@ class Overlap:
     group of overlapping calls has arrived (the peak instant lies inside that call).
     Calls older than ``horizon_s`` before the newest end are forgotten (bounded state);
     calls longer than the horizon are undercounted.
+
+    ``bound`` answers "at most how many?" in O(log n) from a running maximum of the
+    ends, so the exact sweep of ``peak_with`` runs only when a caller needs it.
     """
 
-    __slots__ = ("disorder", "horizon_s", "items", "max_end")
+    __slots__ = ("disorder", "ends", "head", "horizon_s", "max_end", "run_max", "starts")
 
     SLACK_S: ClassVar[float] = 600.0  # tolerated disorder of arrival (end times)
 
     def __init__(self, horizon_s: float = 6 * 3600.0) -> None:
         self.horizon_s = horizon_s
-        self.items: deque[tuple[float, float]] = deque()
+        # calls in arrival order from index ``head`` on (older ones are forgotten);
+        # ``run_max[i]`` is the largest end among calls 0..i, so it never decreases
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.run_max: list[float] = []
+        self.head = 0
         self.max_end = float("-inf")
         # the largest lateness of an arrival seen so far (capped at SLACK_S): a call that
         # arrived before another ended at most this much after it, so a backwards scan
@@ -114,14 +122,22 @@ class Overlap:
     def _overlapping(self, start: float, end: float, cap: int = 4000) -> list[tuple[float, float]]:
         out: list[tuple[float, float]] = []
         stop = start - self.disorder
-        for s2, e2 in reversed(self.items):
+        starts, ends = self.starts, self.ends
+        for i in range(len(ends) - 1, self.head - 1, -1):
+            e2 = ends[i]
             if e2 <= stop:
                 break
-            if e2 > start and s2 < end:
+            s2 = starts[i]
+            if e2 > start and s2 < end and s2 < e2:  # a zero-length call is never active
                 out.append((s2, e2))
                 if len(out) >= cap:
                     break
         return out
+
+    def bound(self, start: float) -> int:
+        """An upper bound of ``peak_with(start, ...)``: one plus the known calls that
+        may still have been in progress at ``start``."""
+        return 1 + len(self.run_max) - bisect_right(self.run_max, start, self.head)
 
     def active_at(self, t: float) -> int:
         """Known calls in progress at instant t (start <= t < end)."""
@@ -131,6 +147,8 @@ class Overlap:
         """Peak simultaneous calls within [start, end) counting a new call over it."""
         if end <= start:
             end = start + 1e-6
+        if self.disorder == 0.0:
+            return self._peak_in_order(start, end)
         over = self._overlapping(start, end)
         if not over:
             return 1
@@ -148,16 +166,43 @@ class Overlap:
                 peak = cur
         return peak
 
+    def _peak_in_order(self, start: float, end: float) -> int:
+        """``peak_with`` when calls arrived in end order: the known ends are sorted, so
+        the overlapping calls are a tail of the list and only their starts need sorting.
+        The peak lies at a start instant: one (the new call) plus the starts up to it
+        minus the ends up to it (a call ending at t is not active at t)."""
+        lo = bisect_right(self.ends, start, self.head)
+        ends = self.ends
+        n = len(ends)
+        if lo == n:
+            return 1
+        starts = sorted(s2 for s2 in self.starts[lo:] if s2 < end)
+        peak = 1
+        j = lo
+        for k, s2 in enumerate(starts, 2):
+            while j < n and ends[j] <= s2:
+                j += 1
+            active = k - (j - lo)
+            if active > peak:
+                peak = active
+        return peak
+
     def add(self, start: float, end: float) -> None:
-        items = self.items
         if end >= self.max_end:
             self.max_end = end
         elif self.disorder < self.SLACK_S:
             self.disorder = min(max(self.disorder, self.max_end - end), self.SLACK_S)
-        items.append((start, end))
+        self.starts.append(start)
+        self.ends.append(end)
+        self.run_max.append(self.max_end)
         limit = end - self.horizon_s
-        while items[0][1] < limit:
-            items.popleft()
+        ends, head = self.ends, self.head
+        while ends[head] < limit:
+            head += 1
+        if head > 4096 and head * 2 > len(ends):  # forget the old calls in one go
+            del self.starts[:head], self.ends[:head], self.run_max[:head]
+            head = 0
+        self.head = head
 
 
 class AccountContext:
@@ -168,10 +213,12 @@ class AccountContext:
     in integer ten-thousandths), ``offset`` (the account zone's UTC offset at the end,
     seconds), ``hour_index`` and ``day_index`` (local hours/days since 1970-01-01),
     ``slot`` (hour of week, Monday 00-01 = 0) and ``peak`` (simultaneous calls around
-    this record). ``local`` (the end in the account's zone) is computed on demand.
+    this record, computed on first use; ``peak_bound`` bounds it cheaply). ``local``
+    (the end in the account's zone) is computed on demand.
     """
 
     __slots__ = (
+        "_peak",
         "_settings",
         "_silent",
         "account",
@@ -188,7 +235,7 @@ class AccountContext:
         "now",
         "offset",
         "overlap",
-        "peak",
+        "peak_bound",
         "policy",
         "population",
         "sig",
@@ -225,8 +272,18 @@ class AccountContext:
         self.hour_index = 0
         self.day_index = 0
         self.slot = 0
-        self.peak = 1
+        self._peak = 1
+        self.peak_bound = 1
         self.clean = True
+
+    @property
+    def peak(self) -> int:
+        """Simultaneous calls around the current record (exact sweep on first use per
+        record; ``peak_bound`` is a cheap upper bound of it)."""
+        peak = self._peak
+        if peak < 0:
+            peak = self._peak = self.overlap.peak_with(self.start_ts, self.end_ts)
+        return peak
 
     @property
     def local(self) -> datetime:

@@ -53,19 +53,20 @@ class ConcurrencyDetector(BaseDetector):
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
         settings = ctx.cur if ctx.cur is not None else ctx.settings(self)
-        peak = ctx.peak
         warn = settings.warning
         st: _State | None = ctx.state.get(self.name)
-        if st is None and peak < warn["min_calls"]:
-            return []
         if st is not None and (
             ctx.end_ts - st.tally.last_ts > 60 * float(settings.options["gap_minutes"])
         ):
             st = None
             ctx.state.pop(self.name, None)
         usual = ctx.sig.peak
+        floor = max(warn["min_calls"], usual * warn["over_usual"])
         young = ctx.sig.history_hours() < int(settings.options["min_history_hours"])
-        if young or peak < warn["min_calls"] or peak < usual * warn["over_usual"]:
+        if st is None and (young or ctx.peak_bound < floor):
+            return []  # even the upper bound is usual: skip the exact sweep
+        peak = ctx.peak
+        if young or peak < floor:
             if st is None:
                 return []
             st.tally.add(record, ctx)

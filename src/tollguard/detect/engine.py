@@ -404,7 +404,8 @@ class Engine:
         books.calls_allowed += 1
         books.incurred_e4 += cost_e4
 
-        ctx.peak = peak = ctx.overlap.peak_with(start_ts, end_ts)
+        ctx._peak = -1  # computed when a detector or the learning below needs it
+        ctx.peak_bound = ctx.overlap.bound(start_ts)
         out: list[Alert] = []
         critical = False
         special: bool | None = None
@@ -433,8 +434,8 @@ class Engine:
         clean = ctx.clean = not critical
         sig = ctx.sig
         sig.count(record, clean, cost_e4)
-        if clean and peak > sig.day_peak:
-            sig.day_peak = peak
+        if clean and ctx.peak_bound > sig.day_peak and ctx.peak > sig.day_peak:
+            sig.day_peak = ctx.peak
         ctx.overlap.add(start_ts, end_ts)
         if clean and self.population is not None:
             self.population.observe(record, ctx)

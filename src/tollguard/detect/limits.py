@@ -377,7 +377,11 @@ class LimitsDetector(BaseDetector):
                     why,
                 )
             )
-        if lim.max_concurrent_calls is not None and ctx.peak > lim.max_concurrent_calls:
+        if (
+            lim.max_concurrent_calls is not None
+            and ctx.peak_bound > lim.max_concurrent_calls
+            and ctx.peak > lim.max_concurrent_calls
+        ):
             why = (
                 f"{ctx.peak} simultaneous calls, above the limit "
                 f"max_concurrent_calls = {lim.max_concurrent_calls}"
