@@ -97,13 +97,14 @@ class WangiriDetector(BaseDetector):
             and (not opts["foreign_sources_only"] or _foreign(src, ctx))
         )
         dest = (record.callee_e164 or record.callee) if short else None
-        st.events.append((now, dest))
+        events = st.events
+        events.append((now, dest))
         if dest is not None:
             st.dests[dest] = st.dests.get(dest, 0) + 1
             st.short += 1
         horizon = now - 60.0 * float(opts["window_minutes"])
-        while st.events and st.events[0][0] < horizon:
-            _, old = st.events.popleft()
+        while events[0][0] < horizon:  # the new event is never older than the horizon
+            _, old = events.popleft()
             if old is not None:
                 st.short -= 1
                 n = st.dests[old] - 1
@@ -111,6 +112,8 @@ class WangiriDetector(BaseDetector):
                     st.dests[old] = n
                 else:
                     del st.dests[old]
+        if not st.short and st.tally is None and warning["destinations"] > 0:
+            return None  # no one-ring call in the window and no episode open
         distinct = len(st.dests)
         share = st.short / len(st.events)
         hot = distinct >= warning["destinations"] and share >= float(opts["min_share"])
