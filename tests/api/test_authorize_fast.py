@@ -1,0 +1,55 @@
+"""POST /v1/authorize is answered by the Guard (fast path); the FastAPI route that
+documents it gives the same answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from tollguard.api.app import create_app
+from tollguard.api.auth import Keyring
+from tollguard.limits.memory import MemoryState
+from tollguard.limits.service import AuthorizeService
+from tollguard.policy import load_policy
+
+from .conftest import DATA, auth
+
+AT = "2024-06-03T12:00:00+02:00"
+
+
+def _app(keys_file: Path) -> TestClient:
+    service = AuthorizeService(load_policy(DATA / "policy.toml"), MemoryState())
+    return TestClient(create_app(service, Keyring.load(keys_file), sweep_interval_s=0))
+
+
+def test_fast_path_and_route_answer_alike(keys_file: Path) -> None:
+    fast, routed = _app(keys_file), _app(keys_file)
+    # without the Guard's fast route: FastAPI's route answers
+    (guard,) = routed.app.user_middleware  # type: ignore[attr-defined]
+    guard.kwargs["fast"].clear()
+    plain = routed
+    for n, callee in enumerate(["0201234567", "00670771234567", "0612345678", "0201234567"]):
+        body = {"account": "small", "caller": "1", "callee": callee, "call_id": f"f{n % 3}",
+                "at": AT}  # fmt: skip
+        a = fast.post("/v1/authorize", json=body, headers=auth("switch"))
+        b = plain.post("/v1/authorize", json=body, headers=auth("switch"))
+        assert (a.status_code, a.headers["content-type"]) == (200, "application/json")
+        assert (b.status_code, b.headers["content-type"]) == (200, "application/json")
+        assert a.content == b.content
+
+
+def test_fast_path_headers_and_problems(keys_file: Path) -> None:
+    c = _app(keys_file)
+    body = {"account": "acme", "caller": "1", "callee": "0201234567", "call_id": "h1", "at": AT}
+    # X-API-Key works like the bearer token; a wrong one is 401 even with a good bearer
+    key = auth("switch")["Authorization"][7:]
+    assert c.post("/v1/authorize", json=body, headers={"X-API-Key": key}).status_code == 200
+    bad = c.post("/v1/authorize", json=body, headers={"X-API-Key": "nope", **auth("switch")})
+    assert bad.status_code == 401 and bad.headers["content-type"] == "application/problem+json"
+    r = c.post("/v1/authorize", json=body, headers=auth("analyst"))
+    assert r.status_code == 403 and r.json()["instance"] == "/v1/authorize"
+    r = c.post("/v1/authorize", content=b"{", headers=auth("switch"))
+    assert r.status_code == 400
+    # metrics still see the fast path
+    assert 'route="/v1/authorize"' in c.get("/metrics").text
