@@ -5,7 +5,14 @@ a bare ``polars.read_csv`` of the same file (same process, same run), the ratio 
 scan-with-detection to scan-without, and peak memory (max RSS of a child process)
 for 1M vs 5M records.
 
+``--traffic random`` (default) is bench/cdrgen.py: every account calls random numbers
+around the clock, the detectors' worst case. ``--traffic simulated`` is the simulator's
+month of business traffic for 270 accounts plus the brief's fraud scenarios (just over
+1M records), with its own rate deck and policy: what detection costs on real-looking
+traffic.
+
     python -m bench.bench_scan [--rows 1000000] [--big 5000000] [--skip-memory]
+    python -m bench.bench_scan --traffic simulated --skip-memory
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from bench.cdrgen import write_asterisk, write_deck
-from tollguard.policy import parse_policy
+from tollguard.policy import Policy, load_policy, parse_policy
 from tollguard.scan import ScanOptions, run_scan
 
 OUT = Path(__file__).parent / "out"
@@ -33,6 +40,19 @@ def _data(rows: int, distinct: int | None = 200_000) -> Path:
     if not path.exists():
         write_asterisk(path, rows, distinct=distinct)
     return path
+
+
+def _simulated() -> tuple[Path, Policy, int]:
+    """The simulator's month (seeded, so the same file every run), written once."""
+    from tollguard.sim import simulate
+
+    folder = OUT / "sim-270x28"
+    cdr = folder / "Master.csv"
+    if not cdr.exists():
+        simulate(folder, ["all"], days=28, seed=3, accounts=270, scale=0.05)
+    with cdr.open("rb") as fh:
+        rows = sum(1 for _ in fh)
+    return cdr, load_policy(folder / "policy.toml"), rows
 
 
 def _best(fn: object, repeat: int = 3) -> float:
@@ -74,6 +94,7 @@ def main() -> None:
     ap.add_argument(
         "--all-distinct", action="store_true", help="every callee unique (numbering worst case)"
     )
+    ap.add_argument("--traffic", choices=("random", "simulated"), default="random")
     ap.add_argument("--child")
     ap.add_argument("--detect", action="store_true")
     args = ap.parse_args()
@@ -81,14 +102,17 @@ def main() -> None:
         child(Path(args.child), args.detect)
         return
     distinct = None if args.all_distinct else 200_000
-    path = _data(args.rows, distinct)
-    policy = _policy()
+    if args.traffic == "simulated":
+        path, policy, args.rows = _simulated()
+        args.skip_memory = True  # the memory figures are for the synthetic 1M vs 5M files
+        print(f"records: {args.rows:,}  simulated month, 270 accounts + fraud scenarios")
+    else:
+        path = _data(args.rows, distinct)
+        policy = _policy()
+        print(f"records: {args.rows:,}  distinct callees: {distinct or args.rows:,}")
+    print(f"file: {path.stat().st_size / 1e6:.0f} MB")
     baseline = _best(lambda: pl.read_csv(path, has_header=False, infer_schema=False))
     plain = _best(lambda: run_scan([path], policy, ScanOptions(detect=False)))
-    print(
-        f"records: {args.rows:,}  distinct callees: {distinct or args.rows:,}  "
-        f"file: {path.stat().st_size / 1e6:.0f} MB"
-    )
     print(f"polars.read_csv (baseline): {baseline:.2f} s")
     print(f"scan (no detection):        {plain:.2f} s = {args.rows / plain:,.0f} records/s")
     print(f"ratio scan / read_csv:      {plain / baseline:.2f}  (target <= 4)")
