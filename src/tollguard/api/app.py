@@ -701,11 +701,15 @@ def create_app(
         return _json({"entries": entries[:limit]})
 
     if cases is not None:
+        from tollguard.cases.api import Viewer
         from tollguard.cases.api import router as cases_router
 
-        app.include_router(
-            cases_router(lambda: cases), prefix="/v1", dependencies=[Depends(need("cases"))]
-        )
+        def case_viewer(key: Annotated[ApiKey, Depends(need("cases"))]) -> Viewer:
+            # a key sees the cases of its tenant's accounts; the dev key acts as the body says
+            name = None if key is DEV_KEY else key.name
+            return Viewer(name, lambda account: keys.sees(key, account))
+
+        app.include_router(cases_router(lambda: cases, case_viewer), prefix="/v1")
     if web is not None:
         app.include_router(web)
     return app
