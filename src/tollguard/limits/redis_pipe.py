@@ -253,6 +253,11 @@ class PipelinedRedis:
         """EVALSHA, falling back to EVAL with the body when Redis does not know the script."""
         head = [str(len(keys)).encode(), *keys, *args]
         try:
+            if self._transport is not None and self.loop is asyncio.get_running_loop():
+                reply = await self._send([b"EVALSHA", sha, *head])  # connected: skip _ready
+                if isinstance(reply, redis.ResponseError):
+                    raise reply
+                return reply
             return await self.execute([b"EVALSHA", sha, *head])
         except redis.ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):

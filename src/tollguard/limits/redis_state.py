@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import redis
 
 from tollguard.limits.periods import account_tag
@@ -259,7 +260,7 @@ def _reserve_call(req: ReserveRequest) -> tuple[list[str], list[str], dict[str, 
         repr(req.hold_s),
         "1" if req.force else "0",
         req.account,
-        json.dumps(meta, separators=(",", ":")),
+        orjson.dumps(meta).decode(),
         ",".join(c.reason for c in checks),
     ]
     for c in checks:
