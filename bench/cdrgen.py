@@ -38,9 +38,7 @@ def write_asterisk(
         {
             "accountcode": pl.Series(acc).cast(pl.String),
             # callers are the accounts' own DIDs (100 per account), as in outbound CDRs
-            "src": pl.Series(200_000_000 + acc * 1000 + rng.integers(0, 100, rows)).cast(
-                pl.String
-            ),
+            "src": pl.Series(200_000_000 + acc * 1000 + rng.integers(0, 100, rows)).cast(pl.String),
             "dst": pl.Series(pfx) + pl.Series(num),
             "dcontext": "from-internal",
             "clid": '"Office" <2000>',

@@ -72,8 +72,7 @@ def serve(
         bool, typer.Option(help="Serve the web dashboard (pages at /; needs --users).")
     ] = False,
     users: Annotated[
-        Path | None,
-        typer.Option(help="Dashboard users TOML (default: $TOLLGUARD_USERS_FILE).")
+        Path | None, typer.Option(help="Dashboard users TOML (default: $TOLLGUARD_USERS_FILE).")
     ] = None,
     secure_cookies: Annotated[
         bool, typer.Option(help="Dashboard cookies only over HTTPS (behind a TLS proxy).")
