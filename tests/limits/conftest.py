@@ -54,6 +54,26 @@ def redis_db() -> int:
     return 12 + int(worker[2:] or 0) % 4
 
 
+def fresh_redis_url() -> str:
+    """This worker's database on the local Redis, flushed."""
+    ensure_redis()
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db()}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def url() -> str:
+    return fresh_redis_url()
+
+
+@pytest.fixture
+def rstate(url: str) -> Iterator[RedisState]:
+    state = RedisState(url)
+    yield state
+    state.close()
+
+
 @pytest.fixture
 def policy() -> Policy:
     return load_policy(DATA / "policy.toml")
@@ -67,9 +87,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateBac
     elif request.param == "sqlite":
         state = MemoryState(tmp_path / "state.db")
     else:
-        ensure_redis()
-        url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db()}"
-        redis.Redis.from_url(url).flushdb()
-        state = RedisState(url)
+        state = RedisState(fresh_redis_url())
     yield state
     state.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,24 +24,9 @@ from tollguard.limits.service import AuthorizeService
 from tollguard.limits.state import StateBackend
 from tollguard.policy import Policy, load_policy
 
-from .conftest import DATA, REDIS_HOST, REDIS_PORT, ensure_redis, redis_db
+from .conftest import DATA
 
 MON_NOON = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def url() -> str:
-    ensure_redis()
-    u = f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db()}"
-    redis.Redis.from_url(u).flushdb()
-    return u
-
-
-@pytest.fixture
-def rstate(url: str) -> Iterator[RedisState]:
-    state = RedisState(url)
-    yield state
-    state.close()
 
 
 # A sequence that reaches most outcomes: allow, policy denies, count and spend limits,

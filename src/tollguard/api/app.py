@@ -278,7 +278,7 @@ def create_app(
                 while True:
                     await asyncio.sleep(sweep_interval_s)
                     try:
-                        n = service.expire()
+                        n = await service.expire_async()
                         if n:
                             log.info("expired %d calls that never reported their end", n)
                     except Exception:  # keep sweeping; the next round retries
@@ -379,8 +379,8 @@ def create_app(
         if not (service.known(account) and keys.sees(key, account)):
             raise Problem(404, "unknown-account", f"no account {account!r} for this key")
 
-    def call_visible(key: ApiKey, call_id: str) -> CallState:
-        call = service.state.get_call(call_id)
+    async def call_visible(key: ApiKey, call_id: str) -> CallState:
+        call = await service.state.get_call_async(call_id)
         if call is None or not keys.sees(key, call.account):
             raise Problem(404, "unknown-call", f"no call {call_id!r} (never authorized here)")
         return call
@@ -475,8 +475,9 @@ def create_app(
         key: Annotated[ApiKey, Depends(need("events"))],
         body: AnswerRequest | None = None,
     ) -> Response:
-        call_visible(key, call_id)
-        call = service.answer(call_id, body.at if body else None)
+        call = await service.answer_async(
+            call_id, body.at if body else None, await call_visible(key, call_id)
+        )
         return _json(_call_out(call))
 
     @app.post("/v1/calls/{call_id}/end", tags=["switch"], response_model=CallResponse)
@@ -486,10 +487,12 @@ def create_app(
         body: EndRequest | None = None,
     ) -> Response:
         """Settle the call at its rated cost (from billsec, or answer→``at``)."""
-        call_visible(key, call_id)
+        seen = await call_visible(key, call_id)
         body = body or EndRequest()
         try:
-            status, call, _ = service.end(call_id, body.billsec, body.at, body.answered)
+            status, call, _ = await service.end_async(
+                call_id, body.billsec, body.at, body.answered, seen
+            )
         except NotFound:
             raise Problem(404, "unknown-call", f"no call {call_id!r}") from None
         return _json(_call_out(call, status))
@@ -500,7 +503,7 @@ def create_app(
         at: Annotated[datetime | None, Query()] = None,
     ) -> Response:
         """Settle calls whose end never came (also done by the background sweep)."""
-        return _json({"expired": service.expire(_aware(at))})
+        return _json({"expired": await service.expire_async(_aware(at))})
 
     # -- CDR intake ----------------------------------------------------------------
     @app.post(

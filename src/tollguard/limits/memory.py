@@ -313,6 +313,19 @@ class MemoryState:
             self._flush()
             return n
 
+    # the event-loop variants: memory (SQLite: a local WAL write) never waits on a network
+    async def get_call_async(self, call_id: str) -> CallState | None:
+        return self.get_call(call_id)
+
+    async def answer_async(self, call_id: str, now: float, expires_at: float) -> CallState | None:
+        return self.answer(call_id, now, expires_at)
+
+    async def end_async(self, call_id: str, cost_e4: int, now: float) -> EndResult:
+        return self.end(call_id, cost_e4, now)
+
+    async def expire_async(self, now: float, account: str | None = None) -> int:
+        return self.expire(now, account)
+
     # -- reads and admin --------------------------------------------------------
     def read_counts(self, keys: list[str]) -> list[int]:
         with self._lock:

@@ -9,11 +9,14 @@ set, so a single Redis server (or a primary with replicas) is required, not a cl
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 import redis
+from redis.commands.core import Script
 
 from tollguard.limits.periods import account_tag
 from tollguard.limits.redis_pipe import PipelinedRedis
@@ -27,7 +30,9 @@ from tollguard.limits.state import (
 )
 
 TOMBSTONE_S = 86400
-EXPIRE_BATCH = 20
+EXPIRE_BATCH = 20  # stale calls settled per authorize (the sweep settles the rest)
+EXPIRE_CHUNK = 500  # accounts per pipelined burst of the sweep
+LIVE_ACCOUNTS = "tg:accounts-live"  # accounts with live calls (what the sweep visits)
 
 _COMMON = r"""
 local function settle(cid, charge_all, newstate, cost)
@@ -168,35 +173,44 @@ return {0, fail, fval, flim, limited, remaining, res}
 """.replace("@BATCH@", str(EXPIRE_BATCH))
 )
 
-# KEYS: call ; ARGV: now, expires_at
+# KEYS: call ; ARGV: now, expires_at. Returns the call's fields (HGETALL), {} if unknown:
+# the handler needs the record anyway, so it comes back in the same round trip.
 _ANSWER = r"""
 local c = redis.call('HMGET', KEYS[1], 'acct', 'state')
-if not c[1] then return 0 end
+if not c[1] then return {} end
 if c[2] == 'ringing' then
   local exp = tonumber(ARGV[2])
   redis.call('HSET', KEYS[1], 'state', 'answered', 'answered', ARGV[1], 'expires', tostring(exp))
   redis.call('ZADD', 'tg:{' .. c[1] .. '}:live', 'XX', exp, string.sub(KEYS[1], 9))
 end
-return 1
+return redis.call('HGETALL', KEYS[1])
 """
 
-# KEYS: call ; ARGV: cost, call_id
+# KEYS: call ; ARGV: cost, call_id. Returns {status, HGETALL of the call...}.
 _END = (
     _COMMON
     + r"""
 local c = redis.call('HMGET', KEYS[1], 'acct', 'state')
-if not c[1] then return 'unknown' end
-if c[2] == 'ended' or c[2] == 'expired' then return 'already_ended' end
-settle(ARGV[2], false, 'ended', tonumber(ARGV[1]))
-return 'ended'
+if not c[1] then return {'unknown'} end
+local status = 'already_ended'
+if c[2] ~= 'ended' and c[2] ~= 'expired' then
+  settle(ARGV[2], false, 'ended', tonumber(ARGV[1]))
+  status = 'ended'
+end
+local out = redis.call('HGETALL', KEYS[1])
+table.insert(out, 1, status)
+return out
 """
 )
 
-# KEYS: live ; ARGV: now
+# KEYS: live, accounts-live ; ARGV: now, account. The account leaves the set of accounts
+# with live calls when none is left (atomically, so a call reserved meanwhile keeps it).
 _EXPIRE = (
     _COMMON
     + r"""
-return expire_account(KEYS[1], tonumber(ARGV[1]), 0)
+local n = expire_account(KEYS[1], tonumber(ARGV[1]), 0)
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+return n
 """
 )
 
@@ -218,6 +232,39 @@ if t == 'hash' then redis.call('HSET', KEYS[1], 's', 0)
 elseif t == 'string' then redis.call('SET', KEYS[1], 0, 'KEEPTTL') end
 return 1
 """
+
+
+def _pairs(flat: Any) -> dict[str, str]:
+    """A flat [field, value, ...] reply (HGETALL from a script) as a dict of str."""
+    if not flat:
+        return {}
+    items = [_text(v) for v in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def _call_state(call_id: str, h: Mapping[str, str]) -> CallState | None:
+    if not h:
+        return None
+    return CallState(
+        call_id=call_id,
+        account=str(h["acct"]),
+        state=str(h["state"]),
+        reserved_e4=int(h["res"]),
+        started=float(h["started"]),
+        answered=float(h["answered"]) if "answered" in h else None,
+        expires=float(h["expires"]),
+        meta=_stored_meta(h),
+        cost_e4=int(h["cost"]) if "cost" in h else None,
+    )
+
+
+def _end_result(call_id: str, out: Any) -> EndResult:
+    status = _text(out[0])
+    return EndResult(status, _call_state(call_id, _pairs(out[1:])))
+
+
+def _expire_keys(account: str) -> list[str]:
+    return [account_tag(account) + ":live", LIVE_ACCOUNTS]
 
 
 def _stored_meta(h: Any) -> dict[str, str]:
@@ -343,42 +390,66 @@ class RedisState:
         return _reserve_result(req, meta, out)
 
     def get_call(self, call_id: str) -> CallState | None:
-        h = self.r.hgetall(_call_key(call_id))
-        if not h:
-            return None
-        return CallState(
-            call_id=call_id,
-            account=str(h["acct"]),
-            state=str(h["state"]),
-            reserved_e4=int(h["res"]),
-            started=float(h["started"]),
-            answered=float(h["answered"]) if "answered" in h else None,
-            expires=float(h["expires"]),
-            meta=_stored_meta(h),
-            cost_e4=int(h["cost"]) if "cost" in h else None,
-        )
+        h: dict[str, str] = self.r.hgetall(_call_key(call_id))  # type: ignore[assignment]
+        return _call_state(call_id, h)
 
     def answer(self, call_id: str, now: float, expires_at: float) -> CallState | None:
-        if not self._answer(keys=[_call_key(call_id)], args=[repr(now), repr(expires_at)]):
-            return None
-        return self.get_call(call_id)
+        out = self._answer(keys=[_call_key(call_id)], args=[repr(now), repr(expires_at)])
+        return _call_state(call_id, _pairs(out))
 
     def end(self, call_id: str, cost_e4: int, now: float) -> EndResult:
-        status = str(self._end(keys=[_call_key(call_id)], args=[cost_e4, call_id]))
-        return EndResult(status, self.get_call(call_id) if status != "unknown" else None)
+        return _end_result(call_id, self._end(keys=[_call_key(call_id)], args=[cost_e4, call_id]))
 
     def expire(self, now: float, account: str | None = None) -> int:
-        accounts = (
-            [account]
-            if account is not None
-            else sorted(str(a) for a in self.r.smembers("tg:accounts-live"))
-        )
+        accounts = [account] if account is not None else self.r.smembers(LIVE_ACCOUNTS)
         n = 0
-        for acct in accounts:
-            live = account_tag(acct) + ":live"
-            n += int(self._expire(keys=[live], args=[repr(now)]))
-            if account is None and not self.r.exists(live):
-                self.r.srem("tg:accounts-live", acct)
+        for acct in sorted(str(a) for a in accounts):
+            n += int(self._expire(keys=_expire_keys(acct), args=[repr(now), acct]))
+        return n
+
+    # -- the lifecycle from the event loop: over the pipelined connection, never blocking
+    # it (with rediss:// on a worker thread, as redis-py's blocking client)
+    async def _eval(self, script: Script, keys: list[str], args: list[str]) -> Any:
+        if self._pipe is None:
+            return await asyncio.to_thread(script, keys, args)
+        return await self._pipe.evalsha(
+            script.sha.encode(),
+            script.script.encode() if isinstance(script.script, str) else bytes(script.script),
+            [k.encode() for k in keys],
+            [a.encode() for a in args],
+        )
+
+    async def get_call_async(self, call_id: str) -> CallState | None:
+        if self._pipe is None:
+            return await asyncio.to_thread(self.get_call, call_id)
+        flat = await self._pipe.execute([b"HGETALL", _call_key(call_id).encode()])
+        return _call_state(call_id, _pairs(flat))
+
+    async def answer_async(self, call_id: str, now: float, expires_at: float) -> CallState | None:
+        out = await self._eval(self._answer, [_call_key(call_id)], [repr(now), repr(expires_at)])
+        return _call_state(call_id, _pairs(out))
+
+    async def end_async(self, call_id: str, cost_e4: int, now: float) -> EndResult:
+        out = await self._eval(self._end, [_call_key(call_id)], [str(cost_e4), call_id])
+        return _end_result(call_id, out)
+
+    async def expire_async(self, now: float, account: str | None = None) -> int:
+        if account is not None:
+            accounts = [account]
+        elif self._pipe is None:
+            accounts = [str(a) for a in await asyncio.to_thread(self.r.smembers, LIVE_ACCOUNTS)]
+        else:
+            members = await self._pipe.execute([b"SMEMBERS", LIVE_ACCOUNTS.encode()])
+            accounts = [_text(a) for a in members] if isinstance(members, list) else []
+        n = 0
+        at = repr(now)
+        accounts.sort()
+        for i in range(0, len(accounts), EXPIRE_CHUNK):  # a bounded burst per write
+            chunk = accounts[i : i + EXPIRE_CHUNK]
+            outs = await asyncio.gather(
+                *(self._eval(self._expire, _expire_keys(a), [at, a]) for a in chunk)
+            )
+            n += sum(int(o) for o in outs)
         return n
 
     def read_counts(self, keys: list[str]) -> list[int]:

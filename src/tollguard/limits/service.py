@@ -24,6 +24,7 @@ from tollguard.limits.state import (
     BlockState,
     CallState,
     Check,
+    EndResult,
     ReserveRequest,
     ReserveResult,
     StateBackend,
@@ -188,6 +189,12 @@ class Conflict(ValueError):
 
 def _epoch(at: datetime) -> float:
     return at.timestamp()
+
+
+def _found(call_id: str, call: CallState | None) -> CallState:
+    if call is None:
+        raise NotFound(call_id)
+    return call
 
 
 class AuthorizeService:
@@ -568,19 +575,30 @@ class AuthorizeService:
         return out
 
     # -- lifecycle ---------------------------------------------------------------
+    # Each step has a blocking form and an ``_async`` form for the event loop (one or two
+    # round trips that do not stall it); both share the decisions below. The handlers
+    # pass the ``call`` they already read (tenant check), saving a round trip.
     def answer(self, call_id: str, at: datetime | None = None) -> CallState:
         """The call was answered: it now expires at answer + granted duration + grace."""
-        when = at if at is not None else datetime.now(UTC)
         call = self.state.get_call(call_id)
+        now, expires = self._answer_times(call_id, call, at)
+        return _found(call_id, self.state.answer(call_id, now, expires))
+
+    async def answer_async(
+        self, call_id: str, at: datetime | None = None, call: CallState | None = None
+    ) -> CallState:
+        if call is None:
+            call = await self.state.get_call_async(call_id)
+        now, expires = self._answer_times(call_id, call, at)
+        return _found(call_id, await self.state.answer_async(call_id, now, expires))
+
+    def _answer_times(
+        self, call_id: str, call: CallState | None, at: datetime | None
+    ) -> tuple[float, float]:
         if call is None:
             raise NotFound(call_id)
-        now = _epoch(when)
-        answered = self.state.answer(
-            call_id, now, now + self.granted_s(call) + self.settings.end_grace_s
-        )
-        if answered is None:
-            raise NotFound(call_id)
-        return answered
+        now = _epoch(at if at is not None else datetime.now(UTC))
+        return now, now + self.granted_s(call) + self.settings.end_grace_s
 
     def granted_s(self, call: CallState) -> int:
         """The max_duration_s the call was given (recomputed from its reservation)."""
@@ -611,11 +629,32 @@ class AuthorizeService:
         at: datetime | None = None,
         answered: bool | None = None,
     ) -> tuple[str, CallState, int]:
-        call = self.state.get_call(call_id)
-        if call is None:
-            raise NotFound(call_id)
+        call = _found(call_id, self.state.get_call(call_id))
         if call.state in ("ended", "expired"):
             return "already_ended", call, call.cost_e4 or 0
+        cost, now = self._end_cost(call, billsec, at, answered)
+        return self._ended(call_id, cost, self.state.end(call_id, cost, now))
+
+    async def end_async(
+        self,
+        call_id: str,
+        billsec: int | None = None,
+        at: datetime | None = None,
+        answered: bool | None = None,
+        call: CallState | None = None,
+    ) -> tuple[str, CallState, int]:
+        if call is None:
+            call = await self.state.get_call_async(call_id)
+        call = _found(call_id, call)
+        if call.state in ("ended", "expired"):
+            return "already_ended", call, call.cost_e4 or 0
+        cost, now = self._end_cost(call, billsec, at, answered)
+        return self._ended(call_id, cost, await self.state.end_async(call_id, cost, now))
+
+    def _end_cost(
+        self, call: CallState, billsec: int | None, at: datetime | None, answered: bool | None
+    ) -> tuple[int, float]:
+        """The rated cost of the call (e4) and the end's event time."""
         when = at if at is not None else datetime.now(UTC)
         if billsec is None:
             if call.answered is None or answered is False:
@@ -624,8 +663,10 @@ class AuthorizeService:
                 billsec = max(0, int(_epoch(when) - call.answered + 0.999999))
         if answered is False:
             billsec = 0
-        cost = self.call_cost_e4(call, billsec)
-        result = self.state.end(call_id, cost, _epoch(when))
+        return self.call_cost_e4(call, billsec), _epoch(when)
+
+    @staticmethod
+    def _ended(call_id: str, cost: int, result: EndResult) -> tuple[str, CallState, int]:
         if result.status == "unknown" or result.call is None:
             raise NotFound(call_id)
         return (
@@ -637,6 +678,10 @@ class AuthorizeService:
     def expire(self, at: datetime | None = None, account: str | None = None) -> int:
         when = at if at is not None else datetime.now(UTC)
         return self.state.expire(_epoch(when), account)
+
+    async def expire_async(self, at: datetime | None = None, account: str | None = None) -> int:
+        when = at if at is not None else datetime.now(UTC)
+        return await self.state.expire_async(_epoch(when), account)
 
     # -- reads and admin ---------------------------------------------------------
     def counter_keys(
