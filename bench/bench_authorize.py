@@ -1,10 +1,13 @@
 """Authorize throughput and latency vs. a constant endpoint (/health) on the same server.
 
     python -m bench.bench_authorize [--seconds 2] [--rounds 3] [--redis redis://127.0.0.1:6379/14]
+                                    [--lifecycle] [--only memory|redis]
 
 Starts `tollguard serve` (in-process state, then Redis when reachable) on loopback and
 measures, on the same server: closed-loop throughput with 4 keep-alive connections in
 alternating /health and authorize rounds, and latency at a fixed 1,000 requests/s.
+``--lifecycle`` adds the same for whole calls: authorize, answer, end on one connection
+(three requests per call; throughput is in requests/s, so it compares with /health).
 Prints figures and ratios; asserts nothing.
 """
 
@@ -21,10 +24,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).parents[1]
 RATES = ROOT / "tests" / "limits" / "data" / "rates.csv"
 KEY = "bench-key"
+LIFECYCLE = "lifecycle"  # authorize + answer + end of one call
 CALLEES = ["0201234567", "0612345678", "0049301234567", "00441234567890", "0013105550100"]
 
 
@@ -72,22 +77,24 @@ class Load:
         self.seq = 0
         self.lock = threading.Lock()
 
-    def request(self) -> tuple[str, str, bytes, dict[str, str]]:
+    def requests(self) -> list[tuple[str, str, bytes, dict[str, str]]]:
+        """What one step sends: one request, or a whole call (authorize, answer, end)."""
         if self.path == "/health":
-            return "GET", "/health", b"", {}
+            return [("GET", "/health", b"", {})]
         with self.lock:
             self.seq += 1
             n = self.seq
+        call_id = f"bench-{time.monotonic_ns()}-{n}"
         body = json.dumps(
-            {
-                "account": "bench",
-                "caller": "100",
-                "callee": CALLEES[n % len(CALLEES)],
-                "call_id": f"bench-{time.monotonic_ns()}-{n}",
-            }
-        ).encode()
+            {"account": "bench", "caller": "100", "callee": CALLEES[n % len(CALLEES)],
+             "call_id": call_id}
+        ).encode()  # fmt: skip
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
-        return "POST", "/v1/authorize", body, headers
+        out = [("POST", "/v1/authorize", body, headers)]
+        if self.path == LIFECYCLE:
+            out.append(("POST", f"/v1/calls/{call_id}/answer", b"{}", headers))
+            out.append(("POST", f"/v1/calls/{call_id}/end", b'{"billsec": 42}', headers))
+        return out
 
     def worker(self, until: float, rate: float | None, out: list[float]) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
@@ -100,18 +107,22 @@ class Load:
                 if now < next_at:
                     time.sleep(next_at - now)
                 next_at += 1.0 / rate
-            method, path, body, headers = self.request()
-            t0 = time.perf_counter()
-            conn.request(method, path, body=body or None, headers=headers)
-            resp = conn.getresponse()
-            resp.read()
-            out.append(time.perf_counter() - t0)
+            for method, path, body, headers in self.requests():
+                t0 = time.perf_counter()
+                conn.request(method, path, body=body or None, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                out.append(time.perf_counter() - t0)
+                if resp.status != 200:
+                    raise SystemExit(f"{method} {path} answered {resp.status}")
         conn.close()
 
     def run(self, seconds: float, conns: int, total_rate: float | None) -> dict[str, float]:
         lats: list[list[float]] = [[] for _ in range(conns)]
         until = time.perf_counter() + seconds
         per = None if total_rate is None else total_rate / conns
+        if per is not None and self.path == LIFECYCLE:
+            per /= 3  # the rate is of requests; a step is three of them
         threads = [
             threading.Thread(target=self.worker, args=(until, per, lats[i])) for i in range(conns)
         ]
@@ -127,50 +138,59 @@ class Load:
         return {"rps": rps, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "n": len(flat)}
 
 
-def bench(state: str, seconds: float, rounds: int) -> None:
+def bench(state: str, seconds: float, rounds: int, lifecycle: bool = False) -> None:
     """Closed-loop throughput of /health and authorize in alternating rounds on the same
     server, then latency of each at 1,000 req/s offered. This VM's loopback throughput
     shifts between runs (a /health round gives 7k or 14k req/s on a quiet machine), so
     each authorize round is compared with the /health round next to it and the median of
-    those ratios is the figure; every round is printed."""
+    those ratios is the figure; every round is printed. ``lifecycle``: whole calls too."""
+    paths = ["/v1/authorize", *([LIFECYCLE] if lifecycle else [])]
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = _start(state, Path(tmp))
         try:
-            Load(port, "/v1/authorize").run(0.5, 2, None)  # warm caches
-            pairs = []
-            for _ in range(rounds):
-                h = Load(port, "/health").run(seconds, 4, None)
-                a = Load(port, "/v1/authorize").run(seconds, 4, None)
-                pairs.append((h, a))
-            at_1k = {
-                path: Load(port, path).run(seconds, 4, 1000.0)
-                for path in ("/health", "/v1/authorize")
+            for path in paths:
+                Load(port, path).run(0.5, 2, None)  # warm caches
+            rounds_of: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {
+                p: [] for p in paths
             }
+            for _ in range(rounds):
+                for path in paths:
+                    h = Load(port, "/health").run(seconds, 4, None)
+                    rounds_of[path].append((h, Load(port, path).run(seconds, 4, None)))
+            at_1k = {path: Load(port, path).run(seconds, 4, 1000.0) for path in ("/health", *paths)}
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    label = state.split("://")[0]
-    print(f"\nstate={label}")
-    ratios = []
-    for n, (h, a) in enumerate(pairs, 1):
-        ratios.append(a["rps"] / h["rps"])
-        print(
-            f"  round {n}: /health {h['rps']:6.0f} req/s (p50 {h['p50_ms']:.2f} ms),"
-            f" authorize {a['rps']:6.0f} req/s (p50 {a['p50_ms']:.2f} ms, p99 {a['p99_ms']:.2f} ms)"
-            f" -> {ratios[-1]:.2f}"
-        )
+    print(f"\nstate={state.split('://')[0]}")
+    for path, pairs in rounds_of.items():
+        _report(path, pairs, at_1k)
     for path, k in at_1k.items():
         print(
             f"  {path:15s} at 1000 req/s offered: {k['rps']:6.0f} req/s, p50 {k['p50_ms']:.2f} ms,"
             f" p99 {k['p99_ms']:.2f} ms"
         )
+
+
+def _report(
+    path: str, pairs: list[tuple[dict[str, float], dict[str, float]]], at_1k: dict[str, Any]
+) -> None:
+    name = "authorize" if path != LIFECYCLE else "lifecycle"
+    ratios = []
+    for n, (h, a) in enumerate(pairs, 1):
+        ratios.append(a["rps"] / h["rps"])
+        print(
+            f"  round {n}: /health {h['rps']:6.0f} req/s (p50 {h['p50_ms']:.2f} ms),"
+            f" {name} {a['rps']:6.0f} req/s (p50 {a['p50_ms']:.2f} ms, p99 {a['p99_ms']:.2f} ms)"
+            f" -> {ratios[-1]:.2f}"
+        )
     ratio = statistics.median(ratios)
-    auth_rps = statistics.median(a["rps"] for _, a in pairs)
+    rps = statistics.median(a["rps"] for _, a in pairs)
+    calls = f" = {rps / 3:.0f} calls/s" if path == LIFECYCLE else ""
     print(
-        f"  authorize/health throughput ratio {ratio:.2f} (median of {len(ratios)};"
+        f"  {name}/health throughput ratio {ratio:.2f} (median of {len(ratios)};"
         f" range {min(ratios):.2f}-{max(ratios):.2f}; target >= 0.50);"
-        f" authorize {auth_rps:.0f} req/s (median);"
-        f" p99 at 1k req/s {at_1k['/v1/authorize']['p99_ms']:.2f} ms (target <= 5)"
+        f" {name} {rps:.0f} req/s (median){calls};"
+        f" p99 at 1k req/s {at_1k[path]['p99_ms']:.2f} ms (target <= 5)"
     )
 
 
@@ -179,8 +199,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="alternating /health-authorize rounds")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    ap.add_argument("--lifecycle", action="store_true", help="also authorize+answer+end")
+    ap.add_argument("--only", choices=["memory", "redis"], help="one backend only")
     args = ap.parse_args()
-    bench("memory://", args.seconds, args.rounds)
+    if args.only != "redis":
+        bench("memory://", args.seconds, args.rounds, args.lifecycle)
+    if args.only == "memory":
+        return
     try:
         import redis
 
@@ -188,7 +213,7 @@ def main() -> None:
     except Exception as exc:
         print(f"\nRedis at {args.redis} not reachable ({exc}); skipped the Redis run")
         return
-    bench(args.redis, args.seconds, args.rounds)
+    bench(args.redis, args.seconds, args.rounds, args.lifecycle)
 
 
 if __name__ == "__main__":
