@@ -131,7 +131,7 @@ def test_prefetch_keeps_order_errors_and_stops_early() -> None:
     import threading
     from collections.abc import Iterator
 
-    from tollguard.cdr._lines import prefetch
+    from tollguard.cdr.blocks import prefetch
 
     closed: list[bool] = []
 
@@ -157,7 +157,7 @@ def test_prefetch_keeps_order_errors_and_stops_early() -> None:
 
 
 def test_blocks_of_many_pieces_read_as_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tollguard.cdr import _lines
+    from tollguard.cdr import blocks as block_reader
 
     lines = [ast(f"3.{i}") for i in range(400)]
     lines[0] = "\ufeff" + lines[0]  # a BOM before the first line
@@ -168,7 +168,7 @@ def test_blocks_of_many_pieces_read_as_one(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "m.csv"
     path.write_bytes("\n".join(lines).encode())  # no newline at the end
     whole, whole_q, _ = read_all(path, ctx=AMS, batch_rows=1000)
-    monkeypatch.setattr(_lines, "READ_SIZE", 1000)  # many pieces per block
+    monkeypatch.setattr(block_reader, "READ_SIZE", 1000)  # many pieces per block
     for batch_rows in (1000, 64, 7):
         frame, quarantined, batches = read_all(path, ctx=AMS, batch_rows=batch_rows)
         assert_frame_equal(frame, whole)

@@ -145,17 +145,17 @@ def test_large_file_many_batches(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("batch_rows", [1, 7, 64, 100_000])
 def test_block_reader_splits_exactly_at_line_ends(tmp_path: Path, batch_rows: int) -> None:
-    from tollguard.cdr import _lines
+    from tollguard.cdr import blocks as block_reader
 
     lines = [f"line-{i}," + "x" * (i % 37) for i in range(3000)]
     path = tmp_path / "raw.txt"
     path.write_bytes(("\n".join(lines)).encode())  # no newline after the last line
-    old = _lines.READ_SIZE
-    _lines.READ_SIZE = 1000  # many reads per block, lines cut across reads
+    old = block_reader.READ_SIZE
+    block_reader.READ_SIZE = 1000  # many reads per block, lines cut across reads
     try:
-        blocks = list(_lines.iter_blocks(path, batch_rows))
+        blocks = list(block_reader.iter_blocks(path, batch_rows))
     finally:
-        _lines.READ_SIZE = old
+        block_reader.READ_SIZE = old
     assert b"".join(b.data for b in blocks).decode().splitlines() == lines
     assert [b.first_line for b in blocks] == [1 + i * batch_rows for i in range(len(blocks))]
     assert all(b.data.endswith(b"\n") and b.data.count(b"\n") == b.lines for b in blocks)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from tollguard.cdr._lines import RawBlock, count_byte, decode
+from tollguard.cdr.blocks import RawBlock, count_byte, decode
 from tollguard.cdr.disposition import DispositionMode
 from tollguard.cdr.mapping import CANONICAL_FIELDS, ColumnMapping
 from tollguard.cdr.quarantine import QuarantinedLine

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tollguard.cdr._lines import sample_lines
+from tollguard.cdr.blocks import sample_lines
 from tollguard.cdr.disposition import ASTERISK_DISPOSITIONS, KNOWN_Q850, Q850_SHAPE
 from tollguard.cdr.mapping import ALIASES, ColumnMapping
 

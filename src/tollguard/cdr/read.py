@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from tollguard.cdr._lines import is_gzip, iter_blocks, prefetch
+from tollguard.cdr.blocks import is_gzip, iter_blocks, prefetch
 from tollguard.cdr.csvread import (
     FrameRaw,
     Prepare,
@@ -63,7 +63,11 @@ class ReadBatch:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class ReadPlan:
+    """How to read one file: its detected layout, column names, how to turn split
+    fields into canonical columns, and the time/disposition conversion (also used by
+    the durable ingest, which reads the same layouts line by line)."""
+
     detected: DetectedFormat
     names: list[str]
     prepare: Prepare | None  # None for jsonl
@@ -77,25 +81,26 @@ _DISPOSITION_MODE: dict[str, DispositionMode] = {
 }
 
 
-def _plan(
+def plan_read(
     path: Path,
     fmt: str,
     mapping: ColumnMapping | None,
     source: str | None,
     timezone: str,
-) -> _Plan:
+) -> ReadPlan:
+    """Detect (or take) the file's layout and prepare how to read it."""
     detected = layout_for(path, fmt, mapping)
     name = detected.name
     src = source or name
     if name == "jsonl":
         conv = Conversion(src, str(path), timezone, FLEXIBLE, "any")
-        return _Plan(detected, [], None, conv)
+        return ReadPlan(detected, [], None, conv)
     names = unique_names(detected.columns)
     time_format = mapping.time_format if mapping and mapping.time_format else None
     if name in ACC_FORMATS:
         prepare, mode = acc_prepare(names, mapping)
         conv = Conversion(src, str(path), timezone, time_format or FLEXIBLE, mode)
-        return _Plan(detected, names, prepare, conv)
+        return ReadPlan(detected, names, prepare, conv)
     try:
         resolved = (mapping or ColumnMapping()).resolve(names)
     except ValueError as exc:
@@ -112,7 +117,7 @@ def _plan(
         )
     else:
         conv = Conversion(src, str(path), timezone, time_format or FLEXIBLE, "any")
-    return _Plan(detected, names, select_canonical(resolved), conv)
+    return ReadPlan(detected, names, select_canonical(resolved), conv)
 
 
 def read_records(
@@ -140,7 +145,7 @@ def read_records(
         raise ValueError(f"batch_rows must be at least 1, not {batch_rows}")
     timezone = "UTC" if assume_utc or ctx is None else ctx.timezone
     try:
-        plan = _plan(path, fmt, mapping, source, timezone)
+        plan = plan_read(path, fmt, mapping, source, timezone)
     except CdrFormatError as exc:
         if fmt == "auto" and mapping is None and "has no lines" in str(exc):
             return iter(())
@@ -148,7 +153,7 @@ def read_records(
     return _batches(path, plan, batch_rows)
 
 
-def _batches(path: Path, plan: _Plan, batch_rows: int, fast: bool = True) -> Iterator[ReadBatch]:
+def _batches(path: Path, plan: ReadPlan, batch_rows: int, fast: bool = True) -> Iterator[ReadBatch]:
     detected, conv = plan.detected, plan.conversion
     layout = f"{detected.name} layout"
     last_line = 0

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import polars as pl
 
-from tollguard.cdr._lines import BOM, BOM_BYTES, RawBlock
+from tollguard.cdr.blocks import BOM, BOM_BYTES, RawBlock
 from tollguard.cdr.csvread import FrameRaw, split_block, split_fields
 from tollguard.cdr.jsonl import parse_jsonl
 from tollguard.cdr.normalize import RawSource, normalize
 from tollguard.cdr.quarantine import QuarantinedLine
-from tollguard.cdr.read import _Plan, _plan
+from tollguard.cdr.read import ReadPlan, plan_read
 from tollguard.policy import DialingContext
 
 
@@ -37,7 +37,7 @@ class ParsedLines:
 class LineParser:
     """A decided layout for one source; ``parse`` turns lines into records."""
 
-    plan: _Plan
+    plan: ReadPlan
     source_file: str  # the name records and quarantined lines carry
 
     @property
@@ -61,7 +61,7 @@ class LineParser:
     ) -> LineParser:
         """Decide the layout from ``path``'s first lines (raises CdrFormatError)."""
         timezone = "UTC" if assume_utc or ctx is None else ctx.timezone
-        plan = _plan(path, fmt, None, source, timezone)
+        plan = plan_read(path, fmt, None, source, timezone)
         name = source_file or str(path)
         conv = dataclasses.replace(plan.conversion, source_file=name)
         return cls(dataclasses.replace(plan, conversion=conv), name)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import polars as pl
 
-from tollguard.cdr._lines import decode
+from tollguard.cdr.blocks import decode
 from tollguard.cdr.detect import CdrFormatError
 from tollguard.cdr.model import RECORD_SCHEMA
 from tollguard.ingest.core import Ingestor, IngestResult

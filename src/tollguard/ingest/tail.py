@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tollguard.cdr._lines import decode
+from tollguard.cdr.blocks import decode
 from tollguard.cdr.detect import CdrFormatError
 from tollguard.ingest.core import Ingestor, IngestResult
 from tollguard.ingest.lines import LineParser
