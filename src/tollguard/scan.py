@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from tollguard.cdr.blocks import prefetch
 from tollguard.cdr.dedup import Deduplicator
 from tollguard.cdr.mapping import ColumnMapping
 from tollguard.cdr.model import CallRecord, Disposition, cost_from_e4
@@ -370,8 +371,13 @@ def run_scan(
     result = ScanResult(currency=scanner.currency, detection=scanner.engine is not None)
     writer = RatedWriter(options.out) if options.out else None
     quarantine = QuarantineWriter(options.quarantine_out) if options.quarantine_out else None
+    batches = scanner.rated_batches(paths, result, progress, quarantine)
+    if scanner.engine is not None:
+        # the engine is pure Python and the slowest stage: read, number and rate the
+        # next batch in a thread meanwhile (Polars releases the GIL while it works)
+        batches = prefetch(batches)
     try:
-        for frame in scanner.rated_batches(paths, result, progress, quarantine):
+        for frame in batches:
             accounts = frame.get_column("account").unique().to_list()
             no_deck = [a for a in accounts if scanner.rater.deck_for(a) is None]
             _summarize(result, frame, no_deck)
