@@ -35,10 +35,12 @@ class _Incomplete(Exception):
 
 def encode_command(args: list[bytes]) -> bytes:
     """RESP array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
+    return b"*%d\r\n" % len(args) + encode_bulks(args)
+
+
+def encode_bulks(args: list[bytes]) -> bytes:
+    """Bulk strings without the array header: parts of a command encoded ahead of time."""
+    return b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
 
 
 def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Reply, int]:
@@ -208,10 +210,13 @@ class PipelinedRedis:
 
     # -- commands ----------------------------------------------------------------------
     def _send(self, args: list[bytes]) -> asyncio.Future[Reply]:
+        return self._send_raw(encode_command(args))
+
+    def _send_raw(self, command: bytes) -> asyncio.Future[Reply]:
         assert self._transport is not None and self.loop is not None
         fut: asyncio.Future[Reply] = self.loop.create_future()
         self._pending.append((fut, time.monotonic()))
-        self._out.append(encode_command(args))
+        self._out.append(command)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
@@ -252,14 +257,25 @@ class PipelinedRedis:
     ) -> Reply:
         """EVALSHA, falling back to EVAL with the body when Redis does not know the script."""
         head = [str(len(keys)).encode(), *keys, *args]
+        return await self.evalsha_encoded(sha, script, len(head), encode_bulks(head))
+
+    async def evalsha_encoded(self, sha: bytes, script: bytes, n: int, body: bytes) -> Reply:
+        """``evalsha`` whose numkeys, keys and args (``n`` items) are already encoded as
+        bulk strings (``encode_bulks``): the hot path encodes its fixed parts once."""
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (n + 2, len(sha), sha)
         try:
-            if self._transport is not None and self.loop is asyncio.get_running_loop():
-                reply = await self._send([b"EVALSHA", sha, *head])  # connected: skip _ready
-                if isinstance(reply, redis.ResponseError):
-                    raise reply
-                return reply
-            return await self.execute([b"EVALSHA", sha, *head])
+            if self._transport is None or self.loop is not asyncio.get_running_loop():
+                await self._ready()
+            reply = await self._send_raw(head + body)
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+            return reply
         except redis.ResponseError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
-        return await self.execute([b"EVAL", script, *head])
+        await self._ready()
+        head = b"*%d\r\n$4\r\nEVAL\r\n$%d\r\n%s\r\n" % (n + 2, len(script), script)
+        reply = await self._send_raw(head + body)
+        if isinstance(reply, redis.ResponseError):
+            raise reply
+        return reply

@@ -19,10 +19,11 @@ import redis
 from redis.commands.core import Script
 
 from tollguard.limits.periods import account_tag
-from tollguard.limits.redis_pipe import PipelinedRedis
+from tollguard.limits.redis_pipe import PipelinedRedis, encode_bulks, parse_reply
 from tollguard.limits.state import (
     BlockState,
     CallState,
+    Check,
     EndResult,
     ReserveRequest,
     ReserveResult,
@@ -70,14 +71,18 @@ end
 """.replace("@TOMBSTONE@", str(TOMBSTONE_S))
 
 # KEYS: blk, live, call, counts..., spends...
-# ARGV: now, nc, ns, max_conc, want, min, ring_exp, hold, force, acct, meta_json,
-#       reasons (comma-separated, one per check), then (limit, ttl) per count, then per spend.
+# ARGV: now, want, min, ring_exp, hold, force, acct, meta_json (what changes per call),
+#       then max_conc, nc, ns, reasons (comma-separated, one per check), (limit, ttl) per
+#       count, then per spend (what is the same for every call of an account and minute:
+#       the caller encodes it once).
 # Returns {kind, fail, value, limit, limited, remaining, reserved} with kind 0 ok, 1 deny,
 # 2 duplicate; fail 0 none, -1 blocked, -2 concurrent, i > 0 the i-th check (counts, then
 # spends). A duplicate returns {2, reason, reserved, meta, forced}.
 # Kept small on purpose: it runs once per authorize, so every redis.call and argument
-# counts. No JSON work here (the caller sends the call's meta ready-made); counter TTLs
-# are set when a counter is created (the period's end does not move).
+# counts (Lua's own work costs as much as the commands: one key per counter measured
+# faster than one hash per period). No JSON work here (the caller sends the call's meta
+# ready-made); counter TTLs are set when a counter is created (the period's end does not
+# move); the account joins tg:accounts-live only when it had no live call.
 _RESERVE = (
     _COMMON
     + r"""
@@ -86,19 +91,19 @@ if old[1] then
   return {2, old[3], old[1], old[2], old[4]}
 end
 local now = tonumber(ARGV[1])
-local nc = tonumber(ARGV[2])
-local ns = tonumber(ARGV[3])
-local max_conc = tonumber(ARGV[4])
-local want = tonumber(ARGV[5])
-local force = ARGV[9] == '1'
+local nc = tonumber(ARGV[10])
+local ns = tonumber(ARGV[11])
+local max_conc = tonumber(ARGV[9])
+local want = tonumber(ARGV[2])
+local force = ARGV[6] == '1'
 expire_account(KEYS[2], now, @BATCH@)
 local fail = 0
 local fval = 0
 local flim = 0
 if redis.call('EXISTS', KEYS[1]) == 1 then fail = -1 end
-if fail == 0 and max_conc >= 0 then
-  local conc = redis.call('ZCARD', KEYS[2])
-  if conc + 1 > max_conc then fail = -2; fval = conc; flim = max_conc end
+local conc = redis.call('ZCARD', KEYS[2])
+if fail == 0 and max_conc >= 0 and conc + 1 > max_conc then
+  fail = -2; fval = conc; flim = max_conc
 end
 if fail == 0 then
   for i = 1, nc do
@@ -128,7 +133,7 @@ for j = 1, ns do
 end
 local res = want
 if limited == 1 then
-  if remaining < tonumber(ARGV[6]) and fail == 0 then
+  if remaining < tonumber(ARGV[3]) and fail == 0 then
     fail = ridx; fval = rlim - remaining; flim = rlim
   end
   if remaining < res then res = remaining end
@@ -164,11 +169,11 @@ if fail ~= 0 then
     end
   end
 end
-redis.call('HSET', KEYS[3], 'acct', ARGV[10], 'res', res, 'spends', table.concat(spends, '\n'),
-  'state', 'ringing', 'started', ARGV[1], 'expires', ARGV[7], 'hold', ARGV[8],
-  'meta', ARGV[11], 'reason', reason, 'forced', forced)
-redis.call('ZADD', KEYS[2], tonumber(ARGV[7]), string.sub(KEYS[3], 9))
-redis.call('SADD', 'tg:accounts-live', ARGV[10])
+redis.call('HSET', KEYS[3], 'acct', ARGV[7], 'res', res, 'spends', table.concat(spends, '\n'),
+  'state', 'ringing', 'started', ARGV[1], 'expires', ARGV[4], 'hold', ARGV[5],
+  'meta', ARGV[8], 'reason', reason, 'forced', forced)
+redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), string.sub(KEYS[3], 9))
+if conc == 0 then redis.call('SADD', 'tg:accounts-live', ARGV[7]) end
 return {0, fail, fval, flim, limited, remaining, res}
 """.replace("@BATCH@", str(EXPIRE_BATCH))
 )
@@ -286,34 +291,52 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _reserve_call(req: ReserveRequest) -> tuple[list[str], list[str], dict[str, str]]:
-    """KEYS and ARGV of the reserve script, and the call's meta as stored (without the
-    outcome: ``reason`` and ``forced`` are fields of their own)."""
-    spend_keys = [c.key for c in req.spends]
-    meta = {**req.meta, "spends": "\n".join(spend_keys), "hold": repr(req.hold_s)}
-    checks = (*req.counts, *req.spends)
-    keys = [account_tag(req.account) + ":blk", account_tag(req.account) + ":live"]
-    keys.append(_call_key(req.call_id))
-    keys += [c.key for c in req.counts]
-    keys += spend_keys
-    args = [
-        repr(req.now),
-        str(len(req.counts)),
-        str(len(req.spends)),
-        str(req.max_concurrent),
-        str(req.want_e4),
-        str(req.min_e4),
-        repr(req.ring_expires_at),
-        repr(req.hold_s),
-        "1" if req.force else "0",
-        req.account,
-        orjson.dumps(meta).decode(),
-        ",".join(c.reason for c in checks),
+_Layout = tuple[int, bytes, bytes]
+_LAYOUTS: dict[tuple[int, tuple[Check, ...]], _Layout] = {}
+
+
+def _layout(max_concurrent: int, checks: tuple[Check, ...], nc: int) -> _Layout:
+    """The reserve script's parts that are the same for every call of an account and
+    minute, RESP-encoded once: (how many items, the counter keys, the trailing args)."""
+    key = (max_concurrent, checks)
+    hit = _LAYOUTS.get(key)
+    if hit is None:
+        tail = [str(max_concurrent), str(nc), str(len(checks) - nc)]
+        tail.append(",".join(c.reason for c in checks))
+        for c in checks:
+            tail += (str(c.limit), str(c.ttl_s))
+        keys = encode_bulks([c.key.encode() for c in checks])
+        hit = (len(checks) + len(tail), keys, encode_bulks([a.encode() for a in tail]))
+        if len(_LAYOUTS) > 10_000:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = hit
+    return hit
+
+
+def _reserve_call(req: ReserveRequest) -> tuple[int, bytes, dict[str, str]]:
+    """The reserve script's numkeys, KEYS and ARGV as RESP (how many items, the bytes),
+    and the call's meta as stored (without the outcome: ``reason`` and ``forced`` are
+    fields of their own)."""
+    n, keys, tail = _layout(req.max_concurrent, (*req.counts, *req.spends), len(req.counts))
+    tag = account_tag(req.account)
+    meta = dict(req.meta)
+    head = [
+        str(3 + len(req.counts) + len(req.spends)).encode(),
+        (tag + ":blk").encode(),
+        (tag + ":live").encode(),
+        _call_key(req.call_id).encode(),
     ]
-    for c in checks:
-        args.append(str(c.limit))
-        args.append(str(c.ttl_s))
-    return keys, args, meta
+    args = [
+        repr(req.now).encode(),
+        str(req.want_e4).encode(),
+        str(req.min_e4).encode(),
+        repr(req.ring_expires_at).encode(),
+        repr(req.hold_s).encode(),
+        b"1" if req.force else b"0",
+        req.account.encode(),
+        orjson.dumps(meta),
+    ]
+    return n + 12, encode_bulks(head) + keys + encode_bulks(args) + tail, meta
 
 
 def _reserve_result(req: ReserveRequest, meta: dict[str, str], out: list[Any]) -> ReserveResult:
@@ -374,19 +397,17 @@ class RedisState:
         return bool(self.r.ping())
 
     def reserve(self, req: ReserveRequest) -> ReserveResult:
-        keys, args, meta = _reserve_call(req)
+        n, body, meta = _reserve_call(req)
+        items: list[bytes] = parse_reply(b"*%d\r\n" % n + body, 0)[0]
+        numkeys = int(items[0])
+        keys, args = items[1 : 1 + numkeys], items[1 + numkeys :]
         return _reserve_result(req, meta, self._reserve(keys=keys, args=args))
 
     async def reserve_async(self, req: ReserveRequest) -> ReserveResult:
         if self._pipe is None:
             return self.reserve(req)
-        keys, args, meta = _reserve_call(req)
-        out = await self._pipe.evalsha(
-            self._reserve_sha,
-            self._reserve_body,
-            [k.encode() for k in keys],
-            [a.encode() for a in args],
-        )
+        n, body, meta = _reserve_call(req)
+        out = await self._pipe.evalsha_encoded(self._reserve_sha, self._reserve_body, n, body)
         return _reserve_result(req, meta, out)
 
     def get_call(self, call_id: str) -> CallState | None:

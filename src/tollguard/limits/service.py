@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from tollguard.limits.catalog import Numbers, Rates
 from tollguard.limits.money import fmt_e4, from_e4, to_e4
-from tollguard.limits.periods import account_tag, periods_at
+from tollguard.limits.periods import Periods, account_tag, periods_at
 from tollguard.limits.state import (
     NO_LIMIT,
     BlockState,
@@ -116,6 +116,9 @@ class Plan:
     horizon_s: int
     built_at: float
     overridden: bool = False
+    # per-plan memo of what every call to the same place and minute shares (the counter
+    # checks, a rate row's answer and reservation); dropped with the plan (every 2 s)
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def has_spend_limits(self) -> bool:
@@ -370,20 +373,7 @@ class AuthorizeService:
         )
         if row is None and spend_limited:
             violations.append({"reason": "unrated_destination", "e164": num.e164})
-        rate = (
-            None
-            if row is None
-            else {
-                "deck": row.deck,
-                "row": row.row,
-                "prefix": row.prefix,
-                "destination": row.destination,
-                "rate_per_minute": str(row.rate_per_minute),
-                "connect_fee": str(row.fees),
-                "billing": row.billing,
-                "currency": row.currency,
-            }
-        )
+        rate, want, min_b = self._priced(plan, row, spend_limited)
         if violations and not plan.report_only:
             first = violations[0]
             return Decision(
@@ -398,52 +388,8 @@ class AuthorizeService:
                 detail=first,
                 fail_mode=acc.fail_mode,
             )
-        # counters
-        p = periods_at(when, plan.tz)
-        tag = account_tag(account)
-        counts = [
-            Check(f"{tag}:cm:{p.minute}", plan.calls_minute, p.minute_ttl, "calls_per_minute"),
-            Check(f"{tag}:cd:{p.day}", plan.calls_day, p.day_ttl, "calls_per_day"),
-        ]
-        if country:
-            counts.append(
-                Check(
-                    f"{tag}:cdc:{country}:{p.day}",
-                    plan.calls_country.get(country, NO_LIMIT),
-                    p.day_ttl,
-                    "calls_per_day_country",
-                )
-            )
-        counts.append(
-            Check(
-                f"{tag}:cdt:{ntype}:{p.day}",
-                plan.calls_type.get(ntype, NO_LIMIT),
-                p.day_ttl,
-                "calls_per_day_number_type",
-            )
-        )
-        spends = [
-            Check(f"{tag}:sh:{p.hour}", plan.spend_hour, p.hour_ttl, "spend_per_hour"),
-            Check(f"{tag}:sd:{p.day}", plan.spend_day, p.day_ttl, "spend_per_day"),
-            Check(f"{tag}:sm:{p.month}", plan.spend_month, p.month_ttl, "spend_per_month"),
-        ]
-        if country:
-            spends.append(
-                Check(
-                    f"{tag}:sdc:{country}:{p.day}",
-                    country_spend,
-                    p.day_ttl,
-                    "spend_per_day_country",
-                )
-            )
-        spends.append(
-            Check(f"{tag}:sdt:{ntype}:{p.day}", type_spend, p.day_ttl, "spend_per_day_number_type")
-        )
+        counts, spends = self._checks(plan, periods_at(when, plan.tz), account, country, ntype)
         horizon = plan.horizon_s
-        want = min_b = 0
-        if row is not None and spend_limited:
-            want = to_e4(row.cost(horizon))
-            min_b = to_e4(row.cost(1))
         now = _epoch(when)
         req = ReserveRequest(
             account=account,
@@ -469,6 +415,96 @@ class AuthorizeService:
             req, plan, call_id, account, country, ntype, country_spend, type_spend, row,
             rate, number, violations, warnings,
         )  # fmt: skip
+
+    def _priced(
+        self, plan: Plan, row: RateRow | None, spend_limited: bool
+    ) -> tuple[dict[str, Any] | None, int, int]:
+        """The answer's ``rate`` of a row, and the reservation wanted (the cost of the
+        longest grant) and the least budget (the first increment), when spend is limited."""
+        if row is None:
+            return None, 0, 0
+        key = ("rate", id(row), spend_limited)
+        hit = plan.memo.get(key)
+        if hit is not None and hit[0] is row:  # the plan's deck keeps its rows (and ids)
+            return hit[1], hit[2], hit[3]
+        rate = {
+            "deck": row.deck,
+            "row": row.row,
+            "prefix": row.prefix,
+            "destination": row.destination,
+            "rate_per_minute": str(row.rate_per_minute),
+            "connect_fee": str(row.fees),
+            "billing": row.billing,
+            "currency": row.currency,
+        }
+        want = min_b = 0
+        if spend_limited:
+            want = to_e4(row.cost(plan.horizon_s))
+            min_b = to_e4(row.cost(1))
+        self._memo(plan, key, (row, rate, want, min_b))
+        return rate, want, min_b
+
+    def _checks(
+        self, plan: Plan, p: Periods, account: str, country: str, ntype: str
+    ) -> tuple[list[Check], list[Check]]:
+        """The counters a call touches (count checks, spend checks), per minute and place."""
+        key = (p.minute, country, ntype)
+        hit: tuple[list[Check], list[Check]] | None = plan.memo.get(key)
+        if hit is not None:
+            return hit
+        tag = account_tag(account)
+        counts = [
+            Check(f"{tag}:cm:{p.minute}", plan.calls_minute, p.minute_ttl, "calls_per_minute"),
+            Check(f"{tag}:cd:{p.day}", plan.calls_day, p.day_ttl, "calls_per_day"),
+        ]
+        if country:
+            counts.append(
+                Check(
+                    f"{tag}:cdc:{country}:{p.day}",
+                    plan.calls_country.get(country, NO_LIMIT),
+                    p.day_ttl,
+                    "calls_per_day_country",
+                )
+            )
+        counts.append(
+            Check(
+                f"{tag}:cdt:{ntype}:{p.day}",
+                plan.calls_type.get(ntype, NO_LIMIT),
+                p.day_ttl,
+                "calls_per_day_number_type",
+            )
+        )
+        country_spend = plan.spend_country.get(country, NO_LIMIT) if country else NO_LIMIT
+        spends = [
+            Check(f"{tag}:sh:{p.hour}", plan.spend_hour, p.hour_ttl, "spend_per_hour"),
+            Check(f"{tag}:sd:{p.day}", plan.spend_day, p.day_ttl, "spend_per_day"),
+            Check(f"{tag}:sm:{p.month}", plan.spend_month, p.month_ttl, "spend_per_month"),
+        ]
+        if country:
+            spends.append(
+                Check(
+                    f"{tag}:sdc:{country}:{p.day}",
+                    country_spend,
+                    p.day_ttl,
+                    "spend_per_day_country",
+                )
+            )
+        spends.append(
+            Check(
+                f"{tag}:sdt:{ntype}:{p.day}",
+                plan.spend_type.get(ntype, NO_LIMIT),
+                p.day_ttl,
+                "spend_per_day_number_type",
+            )
+        )
+        self._memo(plan, key, (counts, spends))
+        return counts, spends
+
+    @staticmethod
+    def _memo(plan: Plan, key: Any, value: Any) -> None:
+        if len(plan.memo) > 1_000:  # an account calling many places within 2 s
+            plan.memo.clear()
+        plan.memo[key] = value
 
     def _finish(self, p: _Pending, res: ReserveResult) -> Decision:
         plan, call_id, account, row, rate, number = (
