@@ -199,7 +199,7 @@ class Overlap:
         ends, head = self.ends, self.head
         while ends[head] < limit:
             head += 1
-        if head > 4096 and head * 2 > len(ends):  # forget the old calls in one go
+        if head > 32 and head * 2 > len(ends):  # forget the old calls (amortized O(1))
             del self.starts[:head], self.ends[:head], self.run_max[:head]
             head = 0
         self.head = head
