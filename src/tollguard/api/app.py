@@ -101,6 +101,31 @@ class Metrics:
             ),
         )  # fmt: skip
 
+    def __post_init__(self) -> None:
+        # the labelled children, looked up once (``labels()`` costs more than ``inc()``)
+        self._latency: dict[str, Any] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._decisions: dict[tuple[str, str], Any] = {}
+
+    def observe(self, path: str, method: str, status: int, seconds: float) -> None:
+        label = route_label(path)
+        hist = self._latency.get(label)
+        if hist is None:
+            hist = self._latency[label] = self.latency.labels(label)
+        hist.observe(seconds)
+        count = self._requests.get((label, method, status))
+        if count is None:
+            count = self._requests[(label, method, status)] = self.requests.labels(
+                label, method, str(status)
+            )
+        count.inc()
+
+    def decided(self, decision: str, reason: str) -> None:
+        count = self._decisions.get((decision, reason))
+        if count is None:
+            count = self._decisions[(decision, reason)] = self.decisions.labels(decision, reason)
+        count.inc()
+
 
 def route_label(path: str) -> str:
     parts = path.split("/")
@@ -190,9 +215,7 @@ class Guard:
 
             await self.app(scope, replay, send_wrapper)
         finally:
-            label = route_label(path)
-            self.metrics.latency.labels(label).observe(time.perf_counter() - started)
-            self.metrics.requests.labels(label, scope["method"], str(status[0])).inc()
+            self.metrics.observe(path, scope["method"], status[0], time.perf_counter() - started)
 
     @staticmethod
     async def _problem(send: Send, status: int, slug: str, detail: str) -> None:
@@ -395,8 +418,6 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- authorize and call events ----------------------------------------------
-    decisions = metrics.decisions
-
     authorize_schema = AuthorizeRequest.model_json_schema(
         ref_template="#/components/schemas/{model}"
     )
@@ -436,12 +457,12 @@ def create_app(
                  "call_id": body.call_id, "account": body.account, "rate": None, "number": None,
                  "limits": [], "warnings": [], "detail": {}, "report_only": False,
                  "fail_mode": "closed"}  # fmt: skip
-            decisions.labels("deny", "unknown_account").inc()
+            metrics.decided("deny", "unknown_account")
             return orjson.dumps(d)
         decision = await service.authorize_async(
             body.account, body.caller, body.callee, body.call_id, body.at
         )
-        decisions.labels(decision.decision, decision.reason).inc()
+        metrics.decided(decision.decision, decision.reason)
         if decision.decision == "deny" or decision.warnings:
             log.info(
                 "authorize %s %s -> %s %s %s", body.account, body.callee, decision.decision,

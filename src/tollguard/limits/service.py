@@ -585,6 +585,20 @@ class AuthorizeService:
         country_spend: int,
         type_spend: int,
     ) -> list[dict[str, Any]]:
+        key = ("limits", country, ntype)
+        base: list[dict[str, Any]] | None = plan.memo.get(key)
+        if base is None:
+            base = AuthorizeService._limits_of(plan, country, ntype, country_spend, type_spend)
+            AuthorizeService._memo(plan, key, base)
+        out = list(base)  # the entries are shared between answers: never changed
+        if res.remaining_e4 is not None and out:
+            out.append({"name": "budget_remaining", "limit": fmt_e4(max(res.remaining_e4, 0))})
+        return out
+
+    @staticmethod
+    def _limits_of(
+        plan: Plan, country: str, ntype: str, country_spend: int, type_spend: int
+    ) -> list[dict[str, Any]]:
         lim = plan.limits
         out: list[dict[str, Any]] = []
         for name, value in (
@@ -606,8 +620,6 @@ class AuthorizeService:
         ):
             if n is not None:
                 out.append({"name": name, "limit": n})
-        if res.remaining_e4 is not None and out:
-            out.append({"name": "budget_remaining", "limit": fmt_e4(max(res.remaining_e4, 0))})
         return out
 
     # -- lifecycle ---------------------------------------------------------------
