@@ -1,10 +1,10 @@
 """Authorize throughput and latency vs. a constant endpoint (/health) on the same server.
 
     python -m bench.bench_authorize [--seconds 2] [--rounds 3] [--redis redis://127.0.0.1:6379/14]
-                                    [--lifecycle] [--only memory|redis]
+                                    [--lifecycle] [--only memory|redis] [--conns 4]
 
 Starts `tollguard serve` (in-process state, then Redis when reachable) on loopback and
-measures, on the same server: closed-loop throughput with 4 keep-alive connections in
+measures, on the same server: closed-loop throughput with 4 (``--conns``) keep-alive connections in
 alternating /health and authorize rounds, and latency at a fixed 1,000 requests/s.
 ``--lifecycle`` adds the same for whole calls: authorize, answer, end on one connection
 (three requests per call; throughput is in requests/s, so it compares with /health).
@@ -138,7 +138,7 @@ class Load:
         return {"rps": rps, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "n": len(flat)}
 
 
-def bench(state: str, seconds: float, rounds: int, lifecycle: bool = False) -> None:
+def bench(state: str, seconds: float, rounds: int, lifecycle: bool = False, conns: int = 4) -> None:
     """Closed-loop throughput of /health and authorize in alternating rounds on the same
     server, then latency of each at 1,000 req/s offered. This VM's loopback throughput
     shifts between runs (a /health round gives 7k or 14k req/s on a quiet machine), so
@@ -155,13 +155,13 @@ def bench(state: str, seconds: float, rounds: int, lifecycle: bool = False) -> N
             }
             for _ in range(rounds):
                 for path in paths:
-                    h = Load(port, "/health").run(seconds, 4, None)
-                    rounds_of[path].append((h, Load(port, path).run(seconds, 4, None)))
+                    h = Load(port, "/health").run(seconds, conns, None)
+                    rounds_of[path].append((h, Load(port, path).run(seconds, conns, None)))
             at_1k = {path: Load(port, path).run(seconds, 4, 1000.0) for path in ("/health", *paths)}
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    print(f"\nstate={state.split('://')[0]}")
+    print(f"\nstate={state.split('://')[0]} ({conns} connections in the closed-loop rounds)")
     for path, pairs in rounds_of.items():
         _report(path, pairs, at_1k)
     for path, k in at_1k.items():
@@ -201,9 +201,10 @@ def main() -> None:
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     ap.add_argument("--lifecycle", action="store_true", help="also authorize+answer+end")
     ap.add_argument("--only", choices=["memory", "redis"], help="one backend only")
+    ap.add_argument("--conns", type=int, default=4, help="connections in the closed-loop rounds")
     args = ap.parse_args()
     if args.only != "redis":
-        bench("memory://", args.seconds, args.rounds, args.lifecycle)
+        bench("memory://", args.seconds, args.rounds, args.lifecycle, args.conns)
     if args.only == "memory":
         return
     try:
@@ -213,7 +214,7 @@ def main() -> None:
     except Exception as exc:
         print(f"\nRedis at {args.redis} not reachable ({exc}); skipped the Redis run")
         return
-    bench(args.redis, args.seconds, args.rounds, args.lifecycle)
+    bench(args.redis, args.seconds, args.rounds, args.lifecycle, args.conns)
 
 
 if __name__ == "__main__":
