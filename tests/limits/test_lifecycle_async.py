@@ -1,8 +1,9 @@
 """answer, end and the expiry sweep from the event loop, against the real Redis.
 
 The async forms must give the same records and counters as the blocking ones (and as
-the memory backend), and the API's lifecycle handlers must not touch the blocking
-redis-py client at all: with that client pointed at a closed port they still work.
+the memory backend), and the API's authorize (including rebuilding an account's plan)
+and lifecycle handlers must not touch the blocking redis-py client at all: with that
+client pointed at a closed port they still work.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 from tollguard.api.app import create_app
 from tollguard.limits.memory import MemoryState
 from tollguard.limits.redis_state import RedisState
-from tollguard.limits.service import AuthorizeService, Settings
+from tollguard.limits.service import AuthorizeService
 from tollguard.policy import Policy
 
 from .test_redis_pipe import MON_NOON
@@ -76,21 +77,28 @@ def test_async_lifecycle_equals_sync_and_memory(policy: Policy, url: str) -> Non
         state.close()
 
 
-def test_lifecycle_handlers_never_use_the_blocking_client(policy: Policy, url: str) -> None:
+def test_authorize_and_lifecycle_handlers_never_use_the_blocking_client(
+    policy: Policy, url: str
+) -> None:
     state = RedisState(url)
-    service = AuthorizeService(policy, state, settings=Settings(policy_refresh_s=3600))
+    service = AuthorizeService(policy, state)
     app = create_app(service, sweep_interval_s=0)
     at = MON_NOON.isoformat()
     with TestClient(app, raise_server_exceptions=False) as client:
         body = {"account": "acme", "caller": "1", "callee": "0612345678", "at": at}
         first = client.post("/v1/authorize", json={**body, "call_id": "warm"})
         assert first.json()["decision"] == "allow"  # the plan is built (and cached) now
+        limits = {"limits": {"max_calls_per_day": 2, "max_spend_per_day": 500}}
+        assert client.put("/v1/accounts/acme/policy", json=limits).status_code == 200
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             dead = sock.getsockname()[1]  # closed again: nobody listens there
         blocking, state.r = state.r, redis.Redis(port=dead, socket_connect_timeout=1)
+        service.invalidate("acme")  # the plan is rebuilt: its override read must not block
         try:
             assert client.post("/v1/authorize", json={**body, "call_id": "nb"}).status_code == 200
+            third = client.post("/v1/authorize", json={**body, "call_id": "over"}).json()
+            assert third["reason"] == "calls_per_day"  # the override, read over the pipe
             a = client.post("/v1/calls/nb/answer", json={"at": at})
             assert (a.status_code, a.json()["state"]) == (200, "answered")
             later = (MON_NOON + timedelta(seconds=61)).isoformat()

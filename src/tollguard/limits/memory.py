@@ -326,6 +326,9 @@ class MemoryState:
     async def expire_async(self, now: float, account: str | None = None) -> int:
         return self.expire(now, account)
 
+    async def get_override_async(self, account: str) -> dict[str, Any] | None:
+        return self.get_override(account)
+
     # -- reads and admin --------------------------------------------------------
     def read_counts(self, keys: list[str]) -> list[int]:
         with self._lock:

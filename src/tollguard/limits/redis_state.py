@@ -510,6 +510,12 @@ class RedisState:
         raw = self.r.get(account_tag(account) + ":pol")
         return dict(json.loads(raw)) if raw else None
 
+    async def get_override_async(self, account: str) -> dict[str, Any] | None:
+        if self._pipe is None:
+            return await asyncio.to_thread(self.get_override, account)
+        raw = await self._pipe.execute([b"GET", (account_tag(account) + ":pol").encode()])
+        return dict(json.loads(raw)) if raw else None
+
     def set_override(self, account: str, value: dict[str, Any] | None) -> None:
         key = account_tag(account) + ":pol"
         if value is None:

@@ -225,18 +225,29 @@ class AuthorizeService:
         now = time.monotonic()
         if plan is not None and not fresh and now - plan.built_at < self.settings.policy_refresh_s:
             return plan
-        plan = self._build(account, now)
+        return self._keep(account, self._build(account, now, self.state.get_override(account)))
+
+    async def plan_async(self, account: str) -> Plan:
+        """``plan`` for the event loop: the runtime override (a Redis read when it is
+        rebuilt, every ``policy_refresh_s``) is read without blocking the loop."""
+        plan = self._plans.get(account)
+        now = time.monotonic()
+        if plan is not None and now - plan.built_at < self.settings.policy_refresh_s:
+            return plan
+        override = await self.state.get_override_async(account)
+        return self._keep(account, self._build(account, now, override))
+
+    def _keep(self, account: str, plan: Plan) -> Plan:
         with self._lock:
             if len(self._plans) > 100_000:
                 self._plans.clear()
             self._plans[account] = plan
         return plan
 
-    def _build(self, account: str, now: float) -> Plan:
+    def _build(self, account: str, now: float, override: dict[str, Any] | None) -> Plan:
         acc = self.policy.account(account)
         limits = acc.limits
         report_only = acc.report_only
-        override = self.state.get_override(account)
         if override is not None:
             if "limits" in override:
                 limits = Limits.model_validate(override["limits"])
@@ -300,7 +311,8 @@ class AuthorizeService:
     def authorize(
         self, account: str, caller: str, callee: str, call_id: str, at: datetime | None = None
     ) -> Decision:
-        pending = self._prepare(account, callee, call_id, at)
+        plan = self.plan(account) if self.known(account) else None
+        pending = self._prepare(plan, account, callee, call_id, at)
         if isinstance(pending, Decision):
             return pending
         return self._finish(pending, self.state.reserve(pending.req))
@@ -310,19 +322,20 @@ class AuthorizeService:
     ) -> Decision:
         """``authorize`` for the event loop: the state round trip does not block it, so
         other requests proceed (and share Redis round trips) while this one waits."""
-        pending = self._prepare(account, callee, call_id, at)
+        plan = await self.plan_async(account) if self.known(account) else None
+        pending = self._prepare(plan, account, callee, call_id, at)
         if isinstance(pending, Decision):
             return pending
         return self._finish(pending, await self.state.reserve_async(pending.req))
 
     def _prepare(
-        self, account: str, callee: str, call_id: str, at: datetime | None
+        self, plan: Plan | None, account: str, callee: str, call_id: str, at: datetime | None
     ) -> Decision | _Pending:
-        """Everything decided without the state; the request for the atomic reserve."""
+        """Everything decided without the state; the request for the atomic reserve.
+        ``plan`` None: the account is unknown."""
         when = at if at is not None else datetime.now(UTC)
-        if not self.known(account):
+        if plan is None:
             return Decision("deny", "unknown_account", 0, call_id, account)
-        plan = self.plan(account)
         acc = plan.account
         num = self.numbers.describe(callee, acc.context)
         number = {"e164": num.e164, "country": num.country, "number_type": num.number_type}
