@@ -4,9 +4,9 @@ redis-py spends more CPU encoding a ~30-argument EVALSHA than the decision itsel
 and its sync client blocks the event loop for the whole round trip, so one `serve`
 process could not overlap requests with Redis' work. This connection writes the RESP
 bytes itself and never waits: every command is appended to one socket, writes made in
-the same event-loop tick go out in one send, and the replies (which Redis returns in
-order) resolve the callers' futures in order. Under load, many decisions share one
-round trip without any batching delay.
+the same few event-loop iterations go out in one send (``COALESCE_TICKS``), and the
+replies (which Redis returns in order) resolve the callers' futures in order. Under
+load, many decisions share one round trip without a timed batching delay.
 
 Errors behave like redis-py's so the API maps them the same way: a lost or stuck
 connection fails every pending command with ``redis.ConnectionError`` /
@@ -27,6 +27,14 @@ import redis
 from redis.connection import parse_url
 
 Reply = Any  # bytes | int | str (simple string) | list[Reply] | None | redis.ResponseError
+
+# Event-loop iterations a write waits for more commands to join it. A request's command
+# is made an iteration or two after its bytes arrived (the HTTP task starts in the next
+# one), so waiting three iterations lets the requests that arrived together share one
+# write and one Redis wake-up; each iteration polls I/O without blocking, so an idle
+# server adds only microseconds. Measured with 4 closed-loop connections in the fast
+# loopback mode: 1 iteration 0.42-0.46x /health, 2: 0.45-0.46x, 3: 0.46-0.49x, 5: 0.46-0.47x.
+COALESCE_TICKS = 3
 
 
 class _Incomplete(Exception):
@@ -123,6 +131,7 @@ class PipelinedRedis:
         self._pending: collections.deque[tuple[asyncio.Future[Reply], float]] = collections.deque()
         self._out: list[bytes] = []
         self._flush_scheduled = False
+        self._ticks = 0
         self._watchdog: asyncio.TimerHandle | None = None
 
     @staticmethod
@@ -219,12 +228,17 @@ class PipelinedRedis:
         self._out.append(command)
         if not self._flush_scheduled:
             self._flush_scheduled = True
+            self._ticks = COALESCE_TICKS - 1
             self.loop.call_soon(self._flush)
         if self._watchdog is None:
             self._watchdog = self.loop.call_later(self.timeout_s / 2, self._check_stuck)
         return fut
 
     def _flush(self) -> None:
+        if self._ticks > 0 and self.loop is not None:  # let a few more commands join
+            self._ticks -= 1
+            self.loop.call_soon(self._flush)
+            return
         self._flush_scheduled = False
         if self._transport is not None and self._out:
             data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
