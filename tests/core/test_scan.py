@@ -157,3 +157,19 @@ def test_column_mapping_from_the_command_line(workdir: Path) -> None:
     assert data["accounts"]["acme"]["cost"] == "0.1400"
     code, _ = _cli("scan", str(csv), "--map", "start")
     assert code == 2  # a malformed mapping is a clear error
+
+
+def test_detection_run_gives_the_same_totals_and_raises_a_late_read_error(workdir: Path) -> None:
+    """With detection the next batch is prepared in a thread: totals must not change,
+    and an error in a later file must reach the caller (not hang or vanish)."""
+    policy = parse_policy(
+        {"defaults": {"country": "NL", "timezone": "Europe/Amsterdam",
+                      "rates": str(workdir / "rates.csv")}},
+    )  # fmt: skip
+    master = workdir / "Master.csv"
+    plain = run_scan([master], policy, ScanOptions(detect=False, batch_rows=2))
+    detected = run_scan([master], policy, ScanOptions(detect=True, batch_rows=2))
+    assert (detected.records, detected.cost, detected.rejected) == (4, Decimal("4.0904"), 1)
+    assert (plain.records, plain.cost) == (detected.records, detected.cost)
+    with pytest.raises(FileNotFoundError):
+        run_scan([master, workdir / "gone.csv"], policy, ScanOptions(detect=True))
