@@ -320,6 +320,9 @@ def create_app(
         summary="Real-time call authorization, limits and fraud detection.",
         lifespan=lifespan,
         responses=PROBLEM_RESPONSES,
+        # tollguard exports Prometheus metrics itself (/metrics); FastAPI's OpenTelemetry
+        # hooks would otherwise look up the global providers on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
     app.state.metrics = metrics
