@@ -272,3 +272,26 @@ def test_resp_replies_split_anywhere_are_parsed() -> None:
         assert isinstance(got[1], redis.ResponseError) and str(got[1]).startswith("NOSCRIPT")
         loop.close()
     assert encode_command([b"GET", b"k\xc3\xa9"]) == b"*2\r\n$3\r\nGET\r\n$3\r\nk\xc3\xa9\r\n"
+
+
+def test_every_counter_key_gets_its_period_ttl(
+    policy: Policy, rstate: RedisState, url: str
+) -> None:
+    """Counter keys are created by the script; counters without a limit are not read
+    before they are written, so their TTL is set on the write: none may be left without."""
+    s = AuthorizeService(policy, rstate)
+    cases = [
+        ("acme", "0612345678", "t1"),  # per-country/type spends without a limit, money reserved
+        ("typed", "0201234567", "t2"),  # a per-country spend limit
+        ("calls-only", "0201234567", "t3"),  # no spend limit at all: reserves 0
+    ]
+    for acct, callee, cid in cases:
+        assert s.authorize(acct, "1", callee, cid, MON_NOON).decision == "allow"
+    s.end("t1", billsec=30, at=MON_NOON + timedelta(seconds=40))  # r back to 0 ...
+    assert s.authorize("acme", "1", "0612345678", "t4", MON_NOON).decision == "allow"  # ... and up
+    admin = redis.Redis.from_url(url)
+    keys = [k.decode() for k in admin.scan_iter("tg:{*}:*")]
+    counters = [k for k in keys if k.split(":")[2][0] in "cs" and not k.endswith(":live")]
+    kinds = {k.split(":")[2] for k in counters}
+    assert kinds >= {"cm", "cd", "cdc", "cdt", "sh", "sd", "sm", "sdc", "sdt"}
+    assert all(admin.ttl(k) > 0 for k in counters), {k: admin.ttl(k) for k in counters}

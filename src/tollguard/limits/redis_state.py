@@ -71,10 +71,10 @@ end
 """.replace("@TOMBSTONE@", str(TOMBSTONE_S))
 
 # KEYS: blk, live, call, counts..., spends...
-# ARGV: now, want, min, ring_exp, hold, force, acct, meta_json (what changes per call),
-#       then max_conc, nc, ns, reasons (comma-separated, one per check), (limit, ttl) per
-#       count, then per spend (what is the same for every call of an account and minute:
-#       the caller encodes it once).
+# ARGV: now, want, min, ring_exp, force, acct, meta_json (what changes per call), then
+#       max_conc, nc, ns, reasons (comma-separated, one per check), the call's spend keys
+#       (newline-separated), (limit, ttl) per count, then per spend (what is the same for
+#       every call of an account and minute: the caller encodes it once).
 # Returns {kind, fail, value, limit, limited, remaining, reserved} with kind 0 ok, 1 deny,
 # 2 duplicate; fail 0 none, -1 blocked, -2 concurrent, i > 0 the i-th check (counts, then
 # spends). A duplicate returns {2, reason, reserved, meta, forced}.
@@ -86,16 +86,16 @@ end
 _RESERVE = (
     _COMMON
     + r"""
-local old = redis.call('HMGET', KEYS[3], 'res', 'meta', 'reason', 'forced')
-if old[1] then
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local old = redis.call('HMGET', KEYS[3], 'res', 'meta', 'reason', 'forced')
   return {2, old[3], old[1], old[2], old[4]}
 end
 local now = tonumber(ARGV[1])
-local nc = tonumber(ARGV[10])
-local ns = tonumber(ARGV[11])
-local max_conc = tonumber(ARGV[9])
+local nc = tonumber(ARGV[9])
+local ns = tonumber(ARGV[10])
+local max_conc = tonumber(ARGV[8])
 local want = tonumber(ARGV[2])
-local force = ARGV[6] == '1'
+local force = ARGV[5] == '1'
 expire_account(KEYS[2], now, @BATCH@)
 local fail = 0
 local fval = 0
@@ -122,9 +122,9 @@ local fresh = {}
 for j = 1, ns do
   local k = KEYS[3 + nc + j]
   local lim = tonumber(ARGV[11 + 2 * (nc + j)])
-  local h = redis.call('HMGET', k, 's', 'r')
-  if not h[1] and not h[2] then fresh[j] = true end
-  if lim >= 0 then
+  if lim >= 0 then  -- a counter without a limit is not read: its TTL is checked on write
+    local h = redis.call('HMGET', k, 's', 'r')
+    if not h[1] and not h[2] then fresh[j] = true end
     local left = lim - tonumber(h[1] or '0') - tonumber(h[2] or '0')
     if limited == 0 or left < remaining then
       limited = 1; remaining = left; ridx = nc + j; rlim = lim
@@ -143,7 +143,6 @@ if res < 0 then res = 0 end
 if fail ~= 0 and not force then
   return {1, fail, fval, flim, limited, remaining, 0}
 end
-local spends = {}
 for i = 1, nc do
   if redis.call('INCR', KEYS[3 + i]) == 1 then
     redis.call('EXPIRE', KEYS[3 + i], tonumber(ARGV[12 + 2 * i]))
@@ -151,29 +150,30 @@ for i = 1, nc do
 end
 for j = 1, ns do
   local k = KEYS[3 + nc + j]
-  redis.call('HINCRBY', k, 'r', res)
+  local r = redis.call('HINCRBY', k, 'r', res)
+  -- a counter without a limit was not read: r was 0, so it may be new (no TTL yet)
+  if not fresh[j] and r == res and tonumber(ARGV[11 + 2 * (nc + j)]) < 0 then
+    fresh[j] = redis.call('TTL', k) == -1
+  end
   if fresh[j] then redis.call('EXPIRE', k, tonumber(ARGV[12 + 2 * (nc + j)])) end
-  spends[j] = k
 end
-local forced = '0'
-local reason = ''
-if fail ~= 0 then
-  forced = '1'
+redis.call('HSET', KEYS[3], 'acct', ARGV[6], 'res', res, 'spends', ARGV[12],
+  'state', 'ringing', 'started', ARGV[1], 'expires', ARGV[4], 'meta', ARGV[7])
+if fail ~= 0 then  -- report-only: what would have denied, kept with the call
+  local reason = ''
   if fail == -1 then reason = 'account_blocked'
   elseif fail == -2 then reason = 'concurrent_calls'
   else
     local n = 0
-    for name in string.gmatch(ARGV[12], '[^,]+') do
+    for name in string.gmatch(ARGV[11], '[^,]+') do
       n = n + 1
       if n == fail then reason = name end
     end
   end
+  redis.call('HSET', KEYS[3], 'reason', reason, 'forced', '1')
 end
-redis.call('HSET', KEYS[3], 'acct', ARGV[7], 'res', res, 'spends', table.concat(spends, '\n'),
-  'state', 'ringing', 'started', ARGV[1], 'expires', ARGV[4], 'hold', ARGV[5],
-  'meta', ARGV[8], 'reason', reason, 'forced', forced)
 redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), string.sub(KEYS[3], 9))
-if conc == 0 then redis.call('SADD', 'tg:accounts-live', ARGV[7]) end
+if conc == 0 then redis.call('SADD', 'tg:accounts-live', ARGV[6]) end
 return {0, fail, fval, flim, limited, remaining, res}
 """.replace("@BATCH@", str(EXPIRE_BATCH))
 )
@@ -274,9 +274,10 @@ def _expire_keys(account: str) -> list[str]:
 
 def _stored_meta(h: Any) -> dict[str, str]:
     meta: dict[str, str] = json.loads(h.get("meta") or "{}")
-    if "reason" in h:  # the outcome, stored next to the meta (not inside it)
-        meta["reason"] = str(h["reason"])
-        meta["forced"] = str(h.get("forced", "0"))
+    # the outcome is stored next to the meta, and only when a check failed (report-only);
+    # calls from before that kept it inside the meta
+    meta["reason"] = str(h.get("reason", meta.get("reason", "")))
+    meta["forced"] = str(h.get("forced", meta.get("forced", "0")))
     return meta
 
 
@@ -303,6 +304,7 @@ def _layout(max_concurrent: int, checks: tuple[Check, ...], nc: int) -> _Layout:
     if hit is None:
         tail = [str(max_concurrent), str(nc), str(len(checks) - nc)]
         tail.append(",".join(c.reason for c in checks))
+        tail.append("\n".join(c.key for c in checks[nc:]))
         for c in checks:
             tail += (str(c.limit), str(c.ttl_s))
         keys = encode_bulks([c.key.encode() for c in checks])
@@ -331,21 +333,20 @@ def _reserve_call(req: ReserveRequest) -> tuple[int, bytes, dict[str, str]]:
         str(req.want_e4).encode(),
         str(req.min_e4).encode(),
         repr(req.ring_expires_at).encode(),
-        repr(req.hold_s).encode(),
         b"1" if req.force else b"0",
         req.account.encode(),
         orjson.dumps(meta),
     ]
-    return n + 12, encode_bulks(head) + keys + encode_bulks(args) + tail, meta
+    return n + 11, encode_bulks(head) + keys + encode_bulks(args) + tail, meta
 
 
 def _reserve_result(req: ReserveRequest, meta: dict[str, str], out: list[Any]) -> ReserveResult:
     kind = int(out[0])
     if kind == 2:  # the call id was seen before: its first answer
         old = json.loads(_text(out[3])) if out[3] else {}
-        if out[1] is not None:  # calls stored before the outcome had fields of its own
-            old["reason"] = _text(out[1])
-            old["forced"] = _text(out[4])
+        # the outcome's fields exist when a check failed; older calls kept it in the meta
+        old["reason"] = _text(out[1]) if out[1] is not None else old.get("reason", "")
+        old["forced"] = _text(out[4]) if out[4] is not None else old.get("forced", "0")
         return ReserveResult(
             ok=True,
             reason=old.get("reason", ""),
