@@ -14,7 +14,6 @@ Figures are printed; nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from random import Random
 
+from bench.memory import peak_rss_kib
 from tollguard.cdr.model import CallRecord, Disposition
 from tollguard.detect.engine import Engine
 from tollguard.policy import parse_policy
@@ -105,7 +105,7 @@ def child(n: int) -> None:
     for rec in generate(n):
         engine.process(rec)
     engine.finish()
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_kb = peak_rss_kib()
     print(f"{rss_kb} {time.perf_counter() - t0:.1f} {len(engine.alerts)}")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from bench.cdrgen import write_asterisk, write_deck
+from bench.memory import peak_rss_kib
 from tollguard.policy import Policy, load_policy, parse_policy
 from tollguard.scan import ScanOptions, run_scan
 
@@ -73,7 +73,7 @@ def _policy():  # type: ignore[no-untyped-def]
 
 def child(path: Path, detect: bool) -> None:
     result = run_scan([path], _policy(), ScanOptions(detect=detect))
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     print(json.dumps({"records": result.records, "peak_mib": peak_kib / 1024}))
 
 

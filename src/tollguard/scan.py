@@ -326,19 +326,21 @@ def records_from_frame(frame: pl.DataFrame) -> Iterator[CallRecord]:
         pl.col("currency").fill_null("EUR"),
     )
     disp = {d.value: d for d in Disposition}
-    columns: list[list[Any]] = []
-    for name in _RECORD_COLUMNS:
-        series = ordered.get_column(name)
-        if name in ("start", "end", "answer"):
-            columns.append(_utc_datetimes(series))
-        elif name == "cost_e4":
-            columns.append([None if e4 is None else cost_from_e4(e4) for e4 in series])
-        elif name == "disposition":
-            columns.append([disp[d] for d in series])
-        else:
-            columns.append(series.to_list())
-    for row in zip(*columns, strict=True):
-        yield CallRecord(*row)
+    # in slices: a whole batch as Python lists would hold millions of objects at once
+    for part in ordered.iter_slices(RECORD_SLICE):
+        columns: list[list[Any]] = []
+        for name in _RECORD_COLUMNS:
+            series = part.get_column(name)
+            if name in ("start", "end", "answer"):
+                columns.append(_utc_datetimes(series))
+            elif name == "cost_e4":
+                columns.append([None if e4 is None else cost_from_e4(e4) for e4 in series])
+            elif name == "disposition":
+                columns.append([disp[d] for d in series])
+            else:
+                columns.append(series.to_list())
+        for row in zip(*columns, strict=True):
+            yield CallRecord(*row)
 
 
 def _utc_datetimes(series: pl.Series) -> list[datetime | None]:
@@ -352,6 +354,8 @@ def _utc_datetimes(series: pl.Series) -> list[datetime | None]:
                 out[i] = out[i].replace(microsecond=us)  # type: ignore[union-attr]
     return out
 
+
+RECORD_SLICE = 20_000  # rows converted to Python objects at a time
 
 _RECORD_COLUMNS = (
     "record_id", "account", "caller", "callee", "start", "end", "duration", "billsec",
