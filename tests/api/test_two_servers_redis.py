@@ -14,9 +14,9 @@ import httpx
 import pytest
 import redis
 
-from tests.limits.conftest import ensure_redis
+from tests.limits.conftest import ensure_redis, policy_file
 
-from .conftest import DATA, auth, keys_toml
+from .conftest import auth, keys_toml
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 REQUESTS = 300  # bounded: 300 authorize + their ends, 8 threads
@@ -56,13 +56,10 @@ def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
     keys = tmp_path / "keys.toml"
     keys.write_text(keys_toml())
     # 'small' allows 2 calls/minute; give it a roomier copy: EUR 1/day, 0.5/hour, 250 calls
-    policy = tmp_path / "policy.toml"
-    policy.write_text(
-        (DATA / "policy.toml")
-        .read_text()
-        .replace('rates = "rates.csv"', f'rates = "{DATA / "rates.csv"}"')
-        + "\n[accounts.hammer.limits]\nmax_spend_per_day = 1\nmax_calls_per_day = 250\n"
-        "max_call_duration_s = 120\n"
+    policy = policy_file(
+        tmp_path / "policy.toml",
+        "\n[accounts.hammer.limits]\nmax_spend_per_day = 1\nmax_calls_per_day = 250\n"
+        "max_call_duration_s = 120\n",
     )
     keys.write_text(keys_toml().replace('"free"]', '"free", "hammer"]'))
     ports = [_free_port(), _free_port()]

@@ -79,6 +79,14 @@ def policy() -> Policy:
     return load_policy(DATA / "policy.toml")
 
 
+def policy_file(path: Path, extra: str) -> Path:
+    """The test policy written to ``path`` with its deck by absolute path and ``extra``
+    TOML appended (an account of a test's own)."""
+    text = (DATA / "policy.toml").read_text()
+    path.write_text(text.replace('rates = "rates.csv"', f'rates = "{DATA / "rates.csv"}"') + extra)
+    return path
+
+
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateBackend]:
     state: StateBackend

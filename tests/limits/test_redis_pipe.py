@@ -24,7 +24,7 @@ from tollguard.limits.service import AuthorizeService
 from tollguard.limits.state import StateBackend
 from tollguard.policy import Policy, load_policy
 
-from .conftest import DATA
+from .conftest import policy_file
 
 MON_NOON = datetime(2024, 6, 3, 10, 0, tzinfo=UTC)
 
@@ -91,12 +91,9 @@ def test_async_decisions_equal_sync_and_memory(policy: Policy, url: str) -> None
 
 def test_concurrent_reserves_never_exceed_the_limit(url: str, tmp_path: Path) -> None:
     """Many decisions in flight on one connection (one pipeline): exact counters."""
-    path = tmp_path / "policy.toml"
-    path.write_text(
-        (DATA / "policy.toml")
-        .read_text()
-        .replace('rates = "rates.csv"', f'rates = "{DATA / "rates.csv"}"')
-        + "\n[accounts.hammer.limits]\nmax_spend_per_day = 1\nmax_call_duration_s = 120\n"
+    path = policy_file(
+        tmp_path / "policy.toml",
+        "\n[accounts.hammer.limits]\nmax_spend_per_day = 1\nmax_call_duration_s = 120\n",
     )
     policy = load_policy(path)
     state = RedisState(url)
