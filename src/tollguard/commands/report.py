@@ -111,7 +111,7 @@ def daily(
 @app.command("schedule")
 def schedule(
     schedule_file: Annotated[
-        Path, typer.Option("--schedule", help="Schedule TOML ([accounts.X.report] daily_at).")
+        Path, typer.Option("--schedule", help="Schedule TOML (\\[accounts.X.report] daily_at).")
     ],
     policy: PolicyOpt = None,
     db: DbOpt = None,

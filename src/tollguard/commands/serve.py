@@ -47,7 +47,7 @@ def serve(
     ] = False,
     allow_unknown_accounts: Annotated[
         bool,
-        typer.Option(help="Authorize accounts not in the policy with [defaults] (else deny)."),
+        typer.Option(help="Authorize accounts not in the policy with \\[defaults] (else deny)."),
     ] = False,
     sweep_interval: Annotated[
         float, typer.Option(help="Seconds between expiry sweeps of calls without an end; 0 off.")
@@ -175,7 +175,7 @@ def _dashboard(
 def keys_new(
     name: Annotated[str, typer.Option(help="Key name (shown in the audit log).")],
     role: Annotated[str, typer.Option(help="switch | analyst | admin")] = "switch",
-    tenant: Annotated[str, typer.Option(help="Tenant name from [tenants], or '*'.")] = "*",
+    tenant: Annotated[str, typer.Option(help="Tenant name from \\[tenants], or '*'.")] = "*",
 ) -> None:
     """Make a new key: prints the key once (give it to the client) and its TOML entry."""
     from tollguard.api.auth import ROLES, hash_key, new_key

@@ -1,0 +1,37 @@
+"""Every command's and option's help shows as written: rich markup in `--help` would
+silently swallow a ``[tenants]`` or ``[defaults]`` (write ``\\[`` for a literal bracket)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+import typer.main
+from rich.errors import MarkupError
+from rich.text import Text
+
+from tollguard.cli import _register, app
+
+
+def _commands(cmd: click.Command, path: str) -> Iterator[tuple[str, click.Command]]:
+    yield path, cmd
+    for name, sub in getattr(cmd, "commands", {}).items():
+        yield from _commands(sub, f"{path} {name}")
+
+
+def test_help_texts_render_as_written() -> None:
+    _register()
+    seen = 0
+    wrong = []
+    for path, cmd in _commands(typer.main.get_command(app), "tollguard"):
+        for text in [cmd.help or "", *(getattr(p, "help", None) or "" for p in cmd.params)]:
+            seen += 1
+            try:
+                shown = Text.from_markup(text).plain
+            except MarkupError as exc:
+                wrong.append((path, text, str(exc)))
+                continue
+            if shown != text.replace("\\[", "["):
+                wrong.append((path, text, shown))
+    assert seen > 100  # every command was found
+    assert wrong == []
