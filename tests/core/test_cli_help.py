@@ -35,3 +35,15 @@ def test_help_texts_render_as_written() -> None:
                 wrong.append((path, text, shown))
     assert seen > 100  # every command was found
     assert wrong == []
+
+
+def test_command_summaries_are_one_line() -> None:
+    """The command lists show a docstring's first paragraph with its line breaks: a
+    summary wrapped in the source would show cut mid-sentence."""
+    _register()
+    long = [
+        (path, (cmd.help or "").strip().split("\n\n")[0])
+        for path, cmd in _commands(typer.main.get_command(app), "tollguard")
+        if "\n" in (cmd.help or "").strip().split("\n\n")[0]
+    ]
+    assert long == []

@@ -94,6 +94,7 @@ def import_alerts(
     as_json: JsonOpt = False,
 ) -> None:
     """Load alerts into cases (idempotent: importing the same file twice changes nothing).
+
     Times are the alerts' event times, so escalations fall due as they would have live."""
     if not alerts_file.is_file():
         fail(f"no such file: {alerts_file}", "write one with `tollguard scan --alerts-out FILE`")
@@ -249,8 +250,10 @@ def false_positive(
     tune: Annotated[bool, typer.Option(help="Teach the account's detectors (known_*).")] = True,
     db_url: DbOpt = None, as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """Verdict: false positive. Its countries/numbers become known for the account; the
-    policy snippet to load is printed (and kept: `tollguard cases tuning`)."""
+    """Verdict: false positive; what it called becomes known for the account.
+
+    Its countries/numbers become known for the account; the policy snippet to load is
+    printed (and kept: `tollguard cases tuning`)."""
     svc = _transition("false_positive", case_id, db_url, actor, now, note, as_json, tune=tune)
     if tune and not as_json:
         case = svc.get(case_id)
@@ -308,8 +311,10 @@ def action(
     period_to: Annotated[str | None, typer.Option("--to", help="hold-payout: last day.")] = None,
     actor: ActorOpt = None, now: NowOpt = None, db_url: DbOpt = None, as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """Record an action taken. `block` starts the case's block timer; `hold-payout` on a
-    case about a number also writes a payout hold (see `tollguard payouts`)."""
+    """Record an action taken (block, hold-payout, ...).
+
+    `block` starts the case's block timer; `hold-payout` on a case about a number also
+    writes a payout hold (see `tollguard payouts`)."""
     kind = what.replace("-", "_")
     svc = _service(db_url)
     who = actor_name(actor)
@@ -370,8 +375,9 @@ def export(
     until: Annotated[str | None, typer.Option(help="Last call start to include (ISO).")] = None,
     actor: ActorOpt = None, now: NowOpt = None, db_url: DbOpt = None, as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """Write the evidence pack: records with their deck rows, reconciled totals, timeline,
-    policy, alerts; CSV, JSON, HTML and PDF, with SHA256SUMS."""
+    """Write the evidence pack (CSV, JSON, HTML and PDF, with SHA256SUMS).
+
+    Records with their deck rows, reconciled totals, timeline, policy and alerts."""
     from tollguard.cases.records import load_rated_db, load_rated_file
     from tollguard.reports.evidence import ReconciliationError, export_case
 

@@ -50,9 +50,11 @@ def demo(
     host: Annotated[str, typer.Option(help="Dashboard address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Dashboard port (0 or busy: a free one).")] = 8080,
 ) -> None:
-    """Simulate a month of traffic for 40 businesses plus the brief's fraud cases, then
-    price it, detect the fraud and show what tollguard would have stopped; then load the
-    month into the embedded store and open the dashboard."""
+    """Simulate a month with the brief's fraud cases, detect them, open the dashboard.
+
+    A month of traffic for 40 businesses plus the brief's fraud cases is priced, the fraud
+    detected and what tollguard would have stopped shown; then the month is loaded into
+    the embedded store and the dashboard opened."""
     from tollguard.sim import simulate
 
     err.print(f"[bold]1/4[/bold] simulating {days} days of traffic into {out}/ (seed {seed}) ...")

@@ -73,8 +73,10 @@ def daily(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
-    """Calls, minutes and cost of one account's day, by hour and by destination, against
-    its limits and its normal traffic (same weekday, previous four weeks)."""
+    """One account's day: calls, minutes and cost against its limits and normal traffic.
+
+    By hour and by destination, against its limits and its normal traffic (same
+    weekday, previous four weeks)."""
     from tollguard.reports.daily import daily_report
     from tollguard.reports.daily_render import FORMATS, render
 

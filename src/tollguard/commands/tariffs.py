@@ -33,8 +33,10 @@ def check(
     ] = "12,180",
     as_json: JsonOpt = False,
 ) -> None:
-    """List every number on which A and B disagree, with the factor between the costs of a
-    call under each at typical lengths. Exit 1 when there is any discrepancy (like diff)."""
+    """List every number on which tariff sources A and B disagree (exit 1 if any).
+
+    With the factor between the costs of a call under each at typical lengths. Exit 1
+    when there is any discrepancy (like diff)."""
     for p in (source_a, source_b):
         if not p.is_file():
             fail(f"no such file: {p}")
