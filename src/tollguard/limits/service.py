@@ -466,50 +466,36 @@ class AuthorizeService:
         if hit is not None:
             return hit
         tag = account_tag(account)
+
+        def per_place(
+            what: str, by_country: dict[str, int], by_type: dict[str, int]
+        ) -> list[Check]:
+            """Today's ``what`` ("calls"/"spend") checks for the callee's country and type."""
+            c = what[0]
+            day, ttl = p.day, p.day_ttl
+            out = []
+            if country:
+                limit = by_country.get(country, NO_LIMIT)
+                out.append(
+                    Check(f"{tag}:{c}dc:{country}:{day}", limit, ttl, f"{what}_per_day_country")
+                )
+            limit = by_type.get(ntype, NO_LIMIT)
+            out.append(
+                Check(f"{tag}:{c}dt:{ntype}:{day}", limit, ttl, f"{what}_per_day_number_type")
+            )
+            return out
+
         counts = [
             Check(f"{tag}:cm:{p.minute}", plan.calls_minute, p.minute_ttl, "calls_per_minute"),
             Check(f"{tag}:cd:{p.day}", plan.calls_day, p.day_ttl, "calls_per_day"),
+            *per_place("calls", plan.calls_country, plan.calls_type),
         ]
-        if country:
-            counts.append(
-                Check(
-                    f"{tag}:cdc:{country}:{p.day}",
-                    plan.calls_country.get(country, NO_LIMIT),
-                    p.day_ttl,
-                    "calls_per_day_country",
-                )
-            )
-        counts.append(
-            Check(
-                f"{tag}:cdt:{ntype}:{p.day}",
-                plan.calls_type.get(ntype, NO_LIMIT),
-                p.day_ttl,
-                "calls_per_day_number_type",
-            )
-        )
-        country_spend = plan.spend_country.get(country, NO_LIMIT) if country else NO_LIMIT
         spends = [
             Check(f"{tag}:sh:{p.hour}", plan.spend_hour, p.hour_ttl, "spend_per_hour"),
             Check(f"{tag}:sd:{p.day}", plan.spend_day, p.day_ttl, "spend_per_day"),
             Check(f"{tag}:sm:{p.month}", plan.spend_month, p.month_ttl, "spend_per_month"),
+            *per_place("spend", plan.spend_country, plan.spend_type),
         ]
-        if country:
-            spends.append(
-                Check(
-                    f"{tag}:sdc:{country}:{p.day}",
-                    country_spend,
-                    p.day_ttl,
-                    "spend_per_day_country",
-                )
-            )
-        spends.append(
-            Check(
-                f"{tag}:sdt:{ntype}:{p.day}",
-                plan.spend_type.get(ntype, NO_LIMIT),
-                p.day_ttl,
-                "spend_per_day_number_type",
-            )
-        )
         self._memo(plan, key, (counts, spends))
         return counts, spends
 
