@@ -98,8 +98,8 @@ def router(
     r = APIRouter(tags=["cases"])
     caller = Depends(viewer)  # a default, not an annotation: annotations are strings here
 
-    def visible(case_id: str, who: Viewer) -> Case:
-        case = service().get(case_id)
+    def visible(case_id: str, who: Viewer, detail: bool = False) -> Case:
+        case = service().get(case_id, detail=detail)
         if not who.sees(case.account):
             raise CaseNotFound(f"no case {case_id!r}")
         return case
@@ -129,8 +129,7 @@ def router(
     @r.get("/cases/{case_id}")
     def show(case_id: str, who: Viewer = caller) -> Any:
         try:
-            visible(case_id, who)
-            return service().get(case_id, detail=True).to_dict(detail=True)
+            return visible(case_id, who, detail=True).to_dict(detail=True)
         except CaseError as exc:
             return _problem(exc)
 
