@@ -276,6 +276,12 @@ class AccountContext:
         self.peak_bound = 1
         self.clean = True
 
+    def next_record_peak(self) -> None:
+        """A new record (``start_ts``/``end_ts`` set): its peak is computed on first use;
+        its cheap bound now."""
+        self._peak = -1
+        self.peak_bound = self.overlap.bound(self.start_ts)
+
     @property
     def peak(self) -> int:
         """Simultaneous calls around the current record (exact sweep on first use per

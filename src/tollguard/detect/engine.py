@@ -404,8 +404,7 @@ class Engine:
         books.calls_allowed += 1
         books.incurred_e4 += cost_e4
 
-        ctx._peak = -1  # computed when a detector or the learning below needs it
-        ctx.peak_bound = ctx.overlap.bound(start_ts)
+        ctx.next_record_peak()  # exact only when a detector or the learning below needs it
         out: list[Alert] = []
         critical = False
         special: bool | None = None
