@@ -39,7 +39,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(state: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start(state: str, tmp: Path, lease_calls: int = 0) -> tuple[subprocess.Popen[bytes], int]:
     from tollguard.api.auth import hash_key
 
     (tmp / "policy.toml").write_text(
@@ -56,6 +56,7 @@ def _start(state: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
         sys.executable, "-m", "tollguard.commands.serve", "serve",
         "--policy", str(tmp / "policy.toml"), "--keys", str(tmp / "keys.toml"),
         "--state", state, "--port", str(port), "--sweep-interval", "0",
+        "--lease-calls", str(lease_calls),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(150):
@@ -138,7 +139,14 @@ class Load:
         return {"rps": rps, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "n": len(flat)}
 
 
-def bench(state: str, seconds: float, rounds: int, lifecycle: bool = False, conns: int = 4) -> None:
+def bench(
+    state: str,
+    seconds: float,
+    rounds: int,
+    lifecycle: bool = False,
+    conns: int = 4,
+    lease_calls: int = 0,
+) -> None:
     """Closed-loop throughput of /health and authorize in alternating rounds on the same
     server, then latency of each at 1,000 req/s offered. This VM's loopback throughput
     shifts between runs (a /health round gives 7k or 14k req/s on a quiet machine), so
@@ -146,7 +154,7 @@ def bench(state: str, seconds: float, rounds: int, lifecycle: bool = False, conn
     those ratios is the figure; every round is printed. ``lifecycle``: whole calls too."""
     paths = ["/v1/authorize", *([LIFECYCLE] if lifecycle else [])]
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = _start(state, Path(tmp))
+        proc, port = _start(state, Path(tmp), lease_calls)
         try:
             for path in paths:
                 Load(port, path).run(0.5, 2, None)  # warm caches
@@ -161,7 +169,10 @@ def bench(state: str, seconds: float, rounds: int, lifecycle: bool = False, conn
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-    print(f"\nstate={state.split('://')[0]} ({conns} connections in the closed-loop rounds)")
+    leases = f", quota leases of {lease_calls} calls" if lease_calls else ""
+    print(
+        f"\nstate={state.split('://')[0]}{leases} ({conns} connections in the closed-loop rounds)"
+    )
     for path, pairs in rounds_of.items():
         _report(path, pairs, at_1k)
     for path, k in at_1k.items():
@@ -200,10 +211,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating /health-authorize rounds")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     ap.add_argument("--lifecycle", action="store_true", help="also authorize+answer+end")
-    ap.add_argument("--only", choices=["memory", "redis"], help="one backend only")
+    ap.add_argument(
+        "--only", choices=["memory", "redis", "redis-leases"], help="one backend only"
+    )
+    ap.add_argument("--lease-calls", type=int, default=100, help="calls per quota lease")
     ap.add_argument("--conns", type=int, default=4, help="connections in the closed-loop rounds")
     args = ap.parse_args()
-    if args.only != "redis":
+    if args.only is None or args.only == "memory":
         bench("memory://", args.seconds, args.rounds, args.lifecycle, args.conns)
     if args.only == "memory":
         return
@@ -214,7 +228,10 @@ def main() -> None:
     except Exception as exc:
         print(f"\nRedis at {args.redis} not reachable ({exc}); skipped the Redis run")
         return
-    bench(args.redis, args.seconds, args.rounds, args.lifecycle, args.conns)
+    if args.only != "redis-leases":
+        bench(args.redis, args.seconds, args.rounds, args.lifecycle, args.conns)
+    if args.only != "redis":
+        bench(args.redis, args.seconds, args.rounds, args.lifecycle, args.conns, args.lease_calls)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(port: int, keys: Path, policy: Path) -> subprocess.Popen[bytes]:
+def _start(port: int, keys: Path, policy: Path, lease_calls: int = 0) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "tollguard.commands.serve", "serve", "--policy", str(policy),
         "--keys", str(keys), "--state", REDIS_URL, "--port", str(port), "--sweep-interval", "0",
+        "--lease-calls", str(lease_calls),
     ]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -118,3 +119,69 @@ def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_path: Path) -> None:
+    """Decisions from leases (time now, so leases apply), ends on the other server at once
+    (its record may still be on its way), then both stopped: the counters in Redis are
+    exact and within the limits, and no lease is left behind."""
+    ensure_redis()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    keys = tmp_path / "keys.toml"
+    keys.write_text(keys_toml().replace('"free"]', '"free", "hammer"]'))
+    policy = policy_file(
+        tmp_path / "policy.toml",
+        "\n[accounts.hammer.limits]\nmax_spend_per_day = 20\nmax_calls_per_day = 250\n"
+        "max_call_duration_s = 120\n",
+    )
+    ports = [_free_port(), _free_port()]
+    procs = [_start(p, keys, policy, lease_calls=20) for p in ports]
+    try:
+        for p, proc in zip(ports, procs, strict=True):
+            _wait(p, proc)
+        clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
+
+        def one(i: int) -> tuple[str, int, str, int]:
+            c = clients[i % 2]
+            body = {"account": "hammer", "caller": "1", "callee": "0612345678",
+                    "call_id": f"h{i}"}  # fmt: skip
+            d = c.post("/v1/authorize", json=body, headers=auth("switch")).json()
+            ended = 0
+            if d["decision"] == "allow" and i % 3 == 0:
+                e = clients[(i + 1) % 2].post(
+                    f"/v1/calls/h{i}/end", json={"billsec": 30}, headers=auth("switch")
+                )
+                assert e.status_code == 200, e.text
+                ended = 1
+            return d["decision"], d["max_duration_s"], d["reason"], ended
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(REQUESTS)))
+        for c in clients:
+            c.close()
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    allowed = [r for r in results if r[0] == "allow"]
+    assert {r[2] for r in results if r[0] == "deny"} <= {"spend_per_day", "calls_per_day"}
+    assert len(allowed) < REQUESTS  # a limit was reached
+    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    assert list(r.scan_iter("tg:lease:*")) == [] and r.hgetall("tg:{hammer}:leased") == {}
+    (calls_key,) = r.scan_iter("tg:{hammer}:cd:*")
+    (spend_key,) = r.scan_iter("tg:{hammer}:sd:*")
+    ended = sum(x[3] for x in allowed)
+    assert int(r.get(calls_key) or 0) == len(allowed) <= 250
+    spent, reserved = (Decimal(r.hget(spend_key, f) or 0) / 10_000 for f in ("s", "r"))
+    assert spent == Decimal("0.05") * ended
+    assert reserved == sum(
+        Decimal("0.10") if x[1] == 120 else Decimal("0.05") for x in allowed if not x[3]
+    )
+    assert spent + reserved <= 20
+    assert r.zcard("tg:{hammer}:live") == len(allowed) - ended
+    from_leases = sum(1 for k in r.scan_iter("tg:call:h*") if r.hexists(k, "lease"))
+    assert from_leases > len(allowed) // 2  # most decisions were taken from leases

@@ -313,6 +313,7 @@ def create_app(
         finally:
             if task is not None:
                 task.cancel()
+            await service.state.shutdown()  # e.g. quota leases go back while Redis is near
 
     app = FastAPI(
         title="tollguard",

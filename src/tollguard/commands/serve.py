@@ -59,6 +59,14 @@ def serve(
     max_duration: Annotated[
         int, typer.Option(help="Longest grant when no limit is tighter (s).")
     ] = 4 * 3600,
+    lease_calls: Annotated[
+        int,
+        typer.Option(
+            help="Redis only: decide up to N calls per account and place from a quota lease"
+            " held by this server, without a Redis round trip (docs/authorize.md,"
+            " 'Quota leases'). 0: every decision asks Redis."
+        ),
+    ] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     db: Annotated[
         str | None,
@@ -109,7 +117,7 @@ def serve(
         raise typer.Exit(2) from None
     url = state or os.environ.get("TOLLGUARD_REDIS_URL") or DEFAULT_STATE
     try:
-        backend = open_state(url)
+        backend = open_state(url, lease_calls=lease_calls)
     except StateURLError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tollguard.limits.leases import LeasingRedisState
 from tollguard.limits.memory import MemoryState
 from tollguard.limits.redis_state import RedisState
 from tollguard.limits.state import StateBackend
@@ -11,7 +12,12 @@ class StateURLError(ValueError):
     pass
 
 
-def open_state(url: str) -> StateBackend:
+def open_state(url: str, lease_calls: int = 0) -> StateBackend:
+    """``lease_calls`` > 0: Redis decides through quota leases of that many calls."""
+    if lease_calls < 0:
+        raise StateURLError("--lease-calls must be 0 (off) or more")
+    if lease_calls and not url.startswith(("redis://", "unix://")):
+        raise StateURLError("quota leases (--lease-calls) need redis:// or unix:// state")
     if url in ("memory", "memory://"):
         return MemoryState()
     if url.startswith("sqlite:///"):
@@ -22,7 +28,7 @@ def open_state(url: str) -> StateBackend:
             )
         return MemoryState(path)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        state = RedisState(url)
+        state = LeasingRedisState(url, calls=lease_calls) if lease_calls else RedisState(url)
         try:
             state.ping()
         except Exception as exc:

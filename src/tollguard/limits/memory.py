@@ -405,6 +405,9 @@ class MemoryState:
         with self._lock:
             return list(reversed(self._audit[-limit:])) if limit > 0 else []
 
+    async def shutdown(self) -> None:
+        """Nothing is held for other servers: every change is written as it happens."""
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:

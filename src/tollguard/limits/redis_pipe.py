@@ -273,6 +273,14 @@ class PipelinedRedis:
         head = [str(len(keys)).encode(), *keys, *args]
         return await self.evalsha_encoded(sha, script, len(head), encode_bulks(head))
 
+    def evalsha_now(self, sha: bytes, n: int, body: bytes) -> asyncio.Future[Reply] | None:
+        """EVALSHA queued at once, behind every command sent before it (the order matters
+        to quota leases); None when not connected. The reply may be a NOSCRIPT error."""
+        if self._transport is None or self.loop is not asyncio.get_running_loop():
+            return None
+        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (n + 2, len(sha), sha)
+        return self._send_raw(head + body)
+
     async def evalsha_encoded(self, sha: bytes, script: bytes, n: int, body: bytes) -> Reply:
         """``evalsha`` whose numkeys, keys and args (``n`` items) are already encoded as
         bulk strings (``encode_bulks``): the hot path encodes its fixed parts once."""

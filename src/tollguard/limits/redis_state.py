@@ -35,7 +35,7 @@ EXPIRE_BATCH = 20  # stale calls settled per authorize (the sweep settles the re
 EXPIRE_CHUNK = 500  # accounts per pipelined burst of the sweep
 LIVE_ACCOUNTS = "tg:accounts-live"  # accounts with live calls (what the sweep visits)
 
-_COMMON = r"""
+LUA_SHARED = r"""
 local function settle(cid, charge_all, newstate, cost)
   local ck = 'tg:call:' .. cid
   local c = redis.call('HMGET', ck, 'acct', 'res', 'spends', 'state')
@@ -68,6 +68,36 @@ local function expire_account(live, now, batch)
   end
   return n
 end
+-- a quota lease (limits/leases.py) given back: what its server did not use leaves the
+-- counters it was taken from, and the account's record of leased amounts
+local function return_lease(lid)
+  local lk = 'tg:lease:' .. lid
+  local l = redis.call('HMGET', lk, 'acct', 'res', 'cnt', 'counts', 'spends')
+  if not l[1] then return 0 end
+  local res = tonumber(l[2])
+  local cnt = tonumber(l[3])
+  local leased = 'tg:{' .. l[1] .. '}:leased'
+  for key in string.gmatch(l[4] or '', '[^\n]+') do
+    if cnt ~= 0 and redis.call('EXISTS', key) == 1 then
+      if redis.call('DECRBY', key, cnt) < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
+    end
+    if redis.call('HINCRBY', leased, key, 0 - cnt) <= 0 then redis.call('HDEL', leased, key) end
+  end
+  for key in string.gmatch(l[5] or '', '[^\n]+') do
+    if res ~= 0 and redis.call('EXISTS', key) == 1 then redis.call('HINCRBY', key, 'r', 0 - res) end
+    if redis.call('HINCRBY', leased, key, 0 - res) <= 0 then redis.call('HDEL', leased, key) end
+  end
+  redis.call('DEL', lk)
+  redis.call('ZREM', 'tg:{' .. l[1] .. '}:leases', lid)
+  return 1
+end
+local function expire_leases(acct, now)
+  local lz = 'tg:{' .. acct .. '}:leases'
+  for _, lid in ipairs(redis.call('ZRANGEBYSCORE', lz, '-inf', now)) do
+    return_lease(lid)
+    redis.call('ZREM', lz, lid)
+  end
+end
 """.replace("@TOMBSTONE@", str(TOMBSTONE_S))
 
 # KEYS: blk, live, call, counts..., spends...
@@ -84,7 +114,7 @@ end
 # ready-made); counter TTLs are set when a counter is created (the period's end does not
 # move); the account joins tg:accounts-live only when it had no live call.
 _RESERVE = (
-    _COMMON
+    LUA_SHARED
     + r"""
 if redis.call('EXISTS', KEYS[3]) == 1 then
   local old = redis.call('HMGET', KEYS[3], 'res', 'meta', 'reason', 'forced')
@@ -193,7 +223,7 @@ return redis.call('HGETALL', KEYS[1])
 
 # KEYS: call ; ARGV: cost, call_id. Returns {status, HGETALL of the call...}.
 _END = (
-    _COMMON
+    LUA_SHARED
     + r"""
 local c = redis.call('HMGET', KEYS[1], 'acct', 'state')
 if not c[1] then return {'unknown'} end
@@ -208,20 +238,25 @@ return out
 """
 )
 
-# KEYS: live, accounts-live ; ARGV: now, account. The account leaves the set of accounts
-# with live calls when none is left (atomically, so a call reserved meanwhile keeps it).
+# KEYS: live, accounts-live ; ARGV: now, account. Also gives back the quota leases of a
+# server that stopped renewing them. The account leaves the set of accounts with live
+# calls when none (and no lease) is left (atomically, so a call reserved meanwhile keeps it).
 _EXPIRE = (
-    _COMMON
+    LUA_SHARED
     + r"""
 local n = expire_account(KEYS[1], tonumber(ARGV[1]), 0)
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+expire_leases(ARGV[2], tonumber(ARGV[1]))
+if redis.call('EXISTS', KEYS[1]) == 0
+    and redis.call('EXISTS', 'tg:{' .. ARGV[2] .. '}:leases') == 0 then
+  redis.call('SREM', KEYS[2], ARGV[2])
+end
 return n
 """
 )
 
 # KEYS: live
 _RELEASE = (
-    _COMMON
+    LUA_SHARED
     + r"""
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, cid in ipairs(ids) do settle(cid, false, 'expired', 0) end
@@ -531,6 +566,9 @@ class RedisState:
         if limit <= 0:
             return []
         return [json.loads(e) for e in reversed(self.r.lrange("tg:audit", -limit, -1))]
+
+    async def shutdown(self) -> None:
+        """Every decision was written before it was answered: nothing to hand back."""
 
     def close(self) -> None:
         if self._pipe is not None:

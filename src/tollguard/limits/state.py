@@ -146,6 +146,10 @@ class StateBackend(Protocol):
 
     def audit(self, limit: int = 200) -> list[dict[str, Any]]: ...
 
+    async def shutdown(self) -> None:
+        """The server is stopping (its event loop still runs): hand back what it holds."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -1,0 +1,273 @@
+"""Quota leases on the real Redis: limits hold across servers, nothing leaks or doubles."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tollguard.limits.leases import LEASE_TTL_S, LeasingRedisState
+from tollguard.limits.redis_state import RedisState
+from tollguard.limits.state import NO_LIMIT, BlockState, Check, ReserveRequest
+
+from .conftest import fresh_redis_url
+
+CALLS_DAY = "tg:{a}:cd:1"
+SPEND_DAY = "tg:{a}:sd:1"
+WANT = 1_000  # EUR 0.10 per call
+
+
+def request(call_id: str, calls_limit: int = 1000, spend_limit: int = 10_000_000) -> ReserveRequest:
+    now = time.time()
+    return ReserveRequest(
+        account="a",
+        call_id=call_id,
+        now=now,
+        counts=[Check(CALLS_DAY, calls_limit, 3600, "calls_per_day")],
+        spends=[Check(SPEND_DAY, spend_limit, 3600, "spend_per_day")],
+        max_concurrent=NO_LIMIT,
+        want_e4=WANT,
+        min_e4=10,
+        ring_expires_at=now + 180,
+        hold_s=600,
+        meta={"deck": "d", "e164": "+31612345678"},
+    )
+
+
+@pytest.fixture
+def url() -> str:
+    return fresh_redis_url()
+
+
+@pytest.fixture
+def servers(url: str) -> Iterator[list[LeasingRedisState]]:
+    made = [LeasingRedisState(url, calls=10, share=4), LeasingRedisState(url, calls=10, share=4)]
+    yield made
+    for s in made:
+        s.close()
+
+
+async def listening(*states: LeasingRedisState) -> None:
+    """Leases are used only once invalidations can arrive: start and wait for that."""
+    for s in states:  # a call of another account starts the subscription
+        warm = request(f"warm-{s.server}")
+        warm.account, warm.spends = "w", []
+        warm.counts = [Check("tg:{w}:cd:1", NO_LIMIT, 3600, "calls_per_day")]
+        await s.reserve_async(warm)
+    for _ in range(500):
+        if all(s._listening for s in states):
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail("the lease invalidation channel was not subscribed within 5 s")
+
+
+def raw(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def test_decisions_come_from_leases_and_every_call_is_recorded(
+    url: str, servers: list[LeasingRedisState]
+) -> None:
+    a = servers[0]
+
+    async def run() -> list[int | None]:
+        await listening(a)
+        out = []
+        for i in range(25):
+            r = await a.reserve_async(request(f"c{i}"))
+            assert r.ok and r.reserved_e4 == WANT and not r.duplicate
+            out.append(r.remaining_e4)
+        await a.drain()
+        return out
+
+    remaining = asyncio.run(run())
+    assert a.granted >= 2  # 25 calls, 10 per lease
+    # the budget left is reported as the exact path would: it shrinks by one call each time
+    assert all(x is not None for x in remaining)
+    assert all(x - y == WANT for x, y in itertools.pairwise(remaining))  # type: ignore[operator]
+    # readouts leave leased quota out; the raw counters hold the unused leases too
+    assert a.read_counts([CALLS_DAY]) == [25]
+    assert a.read_spends([SPEND_DAY]) == [(0, 25 * WANT)]
+    r = raw(url)
+    assert int(r.get(CALLS_DAY) or 0) > 25
+    other = RedisState(url)  # any server sees the calls: answer and end work there
+    try:
+        call = other.get_call("c3")
+        assert call is not None and call.state == "ringing" and call.reserved_e4 == WANT
+        assert other.end("c3", 500, time.time()).status == "ended"
+        assert a.read_spends([SPEND_DAY]) == [(500, 24 * WANT)]
+    finally:
+        other.close()
+    a.close()  # leases go back: raw counters are exact again, nothing is left leased
+    assert int(r.get(CALLS_DAY) or 0) == 25
+    assert r.hget(SPEND_DAY, "r") == str(24 * WANT)
+    assert r.hgetall("tg:{a}:leased") == {}
+    assert list(r.scan_iter("tg:lease:*")) == []
+
+
+def fill_exactly(url: str, prefix: str, **limits: int) -> list[int]:
+    """With every lease given back, the exact path takes what is left, call by call."""
+    exact = RedisState(url)
+    try:
+        out = []
+        for i in range(200):
+            r = exact.reserve(request(f"{prefix}{i}", **limits))
+            if not r.ok:
+                return out
+            out.append(r.reserved_e4)
+        pytest.fail("the limit was never reached")
+    finally:
+        exact.close()
+
+
+def test_two_servers_never_pass_the_calls_limit_and_lose_none_of_it(
+    url: str, servers: list[LeasingRedisState]
+) -> None:
+    a, b = servers
+
+    async def run() -> int:
+        await listening(a, b)
+        tasks = [
+            (a if i % 2 else b).reserve_async(request(f"x{i}", calls_limit=60)) for i in range(120)
+        ]
+        allowed = sum(r.ok for r in await asyncio.gather(*tasks))
+        for s in servers:
+            await s.shutdown()
+        return allowed
+
+    allowed = asyncio.run(run())
+    assert 30 <= allowed <= 60  # leases held by the other server may deny a few at the edge
+    assert a.read_counts([CALLS_DAY]) == [allowed]
+    assert allowed + len(fill_exactly(url, "fill", calls_limit=60)) == 60
+    assert a.granted + b.granted >= 2
+
+
+def test_the_spend_limit_holds_to_the_cent(url: str, servers: list[LeasingRedisState]) -> None:
+    a, b = servers
+    limit = 40 * WANT + 500  # room for 40 whole reservations and part of one more
+
+    async def run() -> list[int]:
+        await listening(a, b)
+        out = []
+        for i in range(60):
+            r = await (a if i % 3 else b).reserve_async(request(f"s{i}", spend_limit=limit))
+            if r.ok:
+                out.append(r.reserved_e4)
+        for s in servers:
+            await s.shutdown()
+        return out
+
+    reserved = asyncio.run(run())
+    assert sum(reserved) <= limit
+    assert sum(a.read_spends([SPEND_DAY])[0]) == sum(reserved)
+    rest = fill_exactly(url, "fill", spend_limit=limit)
+    assert sum(reserved) + sum(rest) == limit  # every cent, not one more
+    assert (reserved + rest)[-1] == 500  # the last reservation is partial (exact path)
+
+
+def test_a_block_on_another_server_stops_leased_decisions(
+    url: str, servers: list[LeasingRedisState]
+) -> None:
+    a, b = servers
+
+    async def run() -> tuple[bool, str]:
+        await listening(a, b)
+        assert (await a.reserve_async(request("before"))).ok  # a holds a lease now
+        b.block("a", BlockState("hacked", "test", "now"))
+        for _ in range(500):  # the invalidation travels over Redis pub/sub
+            if a._gen.get("a", 0) > 0:
+                break
+            await asyncio.sleep(0.01)
+        r = await a.reserve_async(request("after"))
+        return r.ok, r.reason
+
+    assert asyncio.run(run()) == (False, "account_blocked")
+
+
+def test_a_retry_on_another_server_is_not_counted_twice(
+    url: str, servers: list[LeasingRedisState]
+) -> None:
+    a, b = servers
+
+    async def run() -> None:
+        await listening(a, b)
+        first = await a.reserve_async(request("dup"))
+        await a.drain()
+        again = await b.reserve_async(request("dup"))  # from b's lease: b cannot know yet
+        await b.drain()
+        assert first.ok and again.ok
+        same = await a.reserve_async(request("dup"))  # on the same server: its first answer
+        assert same.duplicate and same.reserved_e4 == WANT
+
+    asyncio.run(run())
+    assert a.read_counts([CALLS_DAY]) == [1]
+    assert a.read_spends([SPEND_DAY]) == [(0, WANT)]
+
+
+def test_leases_of_a_server_that_died_go_back_at_the_sweep(
+    url: str, servers: list[LeasingRedisState]
+) -> None:
+    a = servers[0]
+
+    async def run() -> None:
+        await listening(a)
+        await a.reserve_async(request("only"))
+        await a.drain()
+
+    asyncio.run(run())
+    a._leases.clear()  # as if the process died: nothing is given back
+    r = raw(url)
+    assert int(r.get(CALLS_DAY) or 0) > 1
+    sweeper = RedisState(url)
+    try:
+        sweeper.expire(time.time() + LEASE_TTL_S + 1)
+    finally:
+        sweeper.close()
+    assert r.hgetall("tg:{a}:leased") == {}
+    assert int(r.get(CALLS_DAY) or 0) == 1  # the call stays counted
+
+
+def test_a_counter_reset_gives_leases_back_first(
+    url: str, servers: list[LeasingRedisState]
+) -> None:
+    a, b = servers
+
+    async def run() -> None:
+        await listening(a, b)
+        for i in range(3):
+            assert (await a.reserve_async(request(f"r{i}"))).ok
+        await a.drain()
+        b.reset(CALLS_DAY)
+        await asyncio.sleep(0)
+        # a's old lease is stale now; it goes back without driving the counter below zero
+        assert (await a.reserve_async(request("r-after"))).ok
+        await a.drain()
+
+    asyncio.run(run())
+    a.close()
+    assert int(raw(url).get(CALLS_DAY) or 0) == 1
+    assert a.read_counts([CALLS_DAY]) == [1]
+
+
+def test_requests_for_another_time_or_report_only_take_the_exact_path(url: str) -> None:
+    s = LeasingRedisState(url, calls=10)
+    try:
+
+        async def run() -> None:
+            await listening(s)
+            granted = s.granted
+            old = request("past")
+            old.now -= 86400
+            assert (await s.reserve_async(old)).ok
+            forced = request("forced")
+            forced.force = True
+            assert (await s.reserve_async(forced)).ok
+            assert s.granted == granted
+
+        asyncio.run(run())
+    finally:
+        s.close()
