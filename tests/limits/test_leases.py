@@ -21,7 +21,12 @@ SPEND_DAY = "tg:{a}:sd:1"
 WANT = 1_000  # EUR 0.10 per call
 
 
-def request(call_id: str, calls_limit: int = 1000, spend_limit: int = 10_000_000) -> ReserveRequest:
+def request(
+    call_id: str,
+    calls_limit: int = 1000,
+    spend_limit: int = 10_000_000,
+    max_concurrent: int = NO_LIMIT,
+) -> ReserveRequest:
     now = time.time()
     return ReserveRequest(
         account="a",
@@ -29,7 +34,7 @@ def request(call_id: str, calls_limit: int = 1000, spend_limit: int = 10_000_000
         now=now,
         counts=[Check(CALLS_DAY, calls_limit, 3600, "calls_per_day")],
         spends=[Check(SPEND_DAY, spend_limit, 3600, "spend_per_day")],
-        max_concurrent=NO_LIMIT,
+        max_concurrent=max_concurrent,
         want_e4=WANT,
         min_e4=10,
         ring_expires_at=now + 180,
@@ -167,6 +172,34 @@ def test_the_spend_limit_holds_to_the_cent(url: str, servers: list[LeasingRedisS
     rest = fill_exactly(url, "fill", spend_limit=limit)
     assert sum(reserved) + sum(rest) == limit  # every cent, not one more
     assert (reserved + rest)[-1] == 500  # the last reservation is partial (exact path)
+
+
+def test_concurrent_call_slots_are_leased_and_calls_ending_anywhere_free_them(
+    url: str, servers: list[LeasingRedisState]
+) -> None:
+    a, b = servers
+
+    async def run() -> list[str]:
+        await listening(a, b)
+        tasks = [
+            (a if i % 2 else b).reserve_async(request(f"k{i}", max_concurrent=20))
+            for i in range(40)
+        ]
+        allowed = [f"k{i}" for i, r in enumerate(await asyncio.gather(*tasks)) if r.ok]
+        await a.drain()
+        await b.drain()
+        assert a.concurrent("a") == len(allowed)  # leased slots are left out
+        for call_id in allowed[:5]:  # calls ending on the other server free their slot
+            assert (await a.end_async(call_id, 0, time.time())).status == "ended"
+        for s in servers:
+            await s.shutdown()
+        return allowed
+
+    allowed = asyncio.run(run())
+    assert 10 <= len(allowed) <= 20
+    assert raw(url).zcard("tg:{a}:live") == len(allowed) - 5  # no slot left behind
+    more = fill_exactly(url, "more", max_concurrent=20)
+    assert len(allowed) - 5 + len(more) == 20
 
 
 def test_a_block_on_another_server_stops_leased_decisions(

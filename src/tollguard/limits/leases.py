@@ -59,7 +59,9 @@ RECENT_CALLS = 50_000  # call ids answered from a lease, remembered for switch r
 
 # KEYS: blk, leases, lease, counts..., spends...
 # ARGV: now, want, calls, share, expires_at, acct, lid, nc, ns, counts (newline-joined),
-#       spends (newline-joined), (limit, ttl) per check.
+#       spends (newline-joined), max_concurrent, (limit, ttl) per check.
+# With a concurrent-calls limit the lease also holds one slot per call in the live set
+# (members ``~<lid>#<i>``), which its calls take over one by one.
 # Returns {0} (no lease: blocked, or too little left) or {1, calls, limited, remaining}.
 # Near a limit the leases held elsewhere are called back (published on CHANNEL).
 _GRANT = (
@@ -73,10 +75,16 @@ local share = tonumber(ARGV[4])
 local acct = ARGV[6]
 local nc = tonumber(ARGV[8])
 local ns = tonumber(ARGV[9])
-expire_account('tg:{' .. acct .. '}:live', now, 20)
+local live = 'tg:{' .. acct .. '}:live'
+local max_conc = tonumber(ARGV[12])
+expire_account(live, now, 20)
 expire_leases(acct, now)
+if max_conc >= 0 then  -- concurrent calls: the lease holds slots in the live set
+  local m = math.floor((max_conc - redis.call('ZCARD', live)) / share)
+  if m < k then k = m end
+end
 for i = 1, nc do
-  local lim = tonumber(ARGV[10 + 2 * i])
+  local lim = tonumber(ARGV[11 + 2 * i])
   if lim >= 0 then
     local m = math.floor((lim - tonumber(redis.call('GET', KEYS[3 + i]) or '0')) / share)
     if m < k then k = m end
@@ -85,7 +93,7 @@ end
 local limited = 0
 local remaining = 0
 for j = 1, ns do
-  local lim = tonumber(ARGV[10 + 2 * (nc + j)])
+  local lim = tonumber(ARGV[11 + 2 * (nc + j)])
   if lim >= 0 then
     local h = redis.call('HMGET', KEYS[3 + nc + j], 's', 'r')
     local left = lim - tonumber(h[1] or '0') - tonumber(h[2] or '0')
@@ -107,7 +115,7 @@ local leased = 'tg:{' .. acct .. '}:leased'
 for i = 1, nc do
   local key = KEYS[3 + i]
   if redis.call('INCRBY', key, k) == k then
-    redis.call('EXPIRE', key, tonumber(ARGV[11 + 2 * i]))
+    redis.call('EXPIRE', key, tonumber(ARGV[12 + 2 * i]))
   end
   redis.call('HINCRBY', leased, key, k)
 end
@@ -116,14 +124,18 @@ if res ~= 0 then
     local key = KEYS[3 + nc + j]
     redis.call('HINCRBY', key, 'r', res)
     if redis.call('TTL', key) == -1 then
-      redis.call('EXPIRE', key, tonumber(ARGV[11 + 2 * (nc + j)]))
+      redis.call('EXPIRE', key, tonumber(ARGV[12 + 2 * (nc + j)]))
     end
     redis.call('HINCRBY', leased, key, res)
   end
 end
 redis.call('EXPIRE', leased, 172800)
+if max_conc >= 0 then
+  for i = 1, k do redis.call('ZADD', live, tonumber(ARGV[5]), '~' .. ARGV[7] .. '#' .. i) end
+  redis.call('HINCRBY', leased, '~slots', k)
+end
 redis.call('HSET', KEYS[3], 'acct', acct, 'res', res, 'cnt', k, 'counts', ARGV[10],
-  'spends', ARGV[11])
+  'spends', ARGV[11], 'slots', max_conc >= 0 and 1 or 0)
 redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), ARGV[7])
 redis.call('SADD', 'tg:accounts-live', acct)
 return {1, k, limited, remaining}
@@ -151,7 +163,13 @@ for b = 0, #ARGV - 9, 9 do
     local leased = 'tg:{' .. acct .. '}:leased'
     local paid = redis.call('EXISTS', lk) == 1
     if paid then
-      redis.call('HINCRBY', lk, 'cnt', -1)
+      local left = redis.call('HINCRBY', lk, 'cnt', -1)
+      if redis.call('HGET', lk, 'slots') == '1' then
+        redis.call('ZREM', 'tg:{' .. acct .. '}:live', '~' .. lid .. '#' .. (left + 1))
+        if redis.call('HINCRBY', leased, '~slots', -1) <= 0 then
+          redis.call('HDEL', leased, '~slots')
+        end
+      end
       if res ~= 0 then redis.call('HINCRBY', lk, 'res', 0 - res) end
     end
     for key in string.gmatch(ARGV[b + 9], '[^\n]+') do
@@ -368,7 +386,7 @@ class LeasingRedisState(RedisState):
             str(len(req.spends)),
         ]
         items = [str(len(keys)).encode(), *(k.encode() for k in keys), *(a.encode() for a in args)]
-        items += (counts, spends)
+        items += (counts, spends, str(req.max_concurrent).encode())
         for c in checks:
             items += (str(c.limit).encode(), str(c.ttl_s).encode())
         out = await self._submit("grant", len(items), encode_bulks(items))
@@ -595,6 +613,10 @@ class LeasingRedisState(RedisState):
         values = super().read_spends(keys)
         leased = self._leased(keys)
         return [(s, max(r - d, 0)) for (s, r), d in zip(values, leased, strict=True)]
+
+    def concurrent(self, account: str) -> int:
+        slots = self.r.hget(account_tag(account) + ":leased", "~slots")
+        return max(super().concurrent(account) - int(slots or 0), 0)  # type: ignore[arg-type]
 
     def _leased(self, keys: list[str]) -> list[int]:
         pipe = self.r.pipeline(transaction=False)

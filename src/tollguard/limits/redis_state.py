@@ -72,11 +72,17 @@ end
 -- counters it was taken from, and the account's record of leased amounts
 local function return_lease(lid)
   local lk = 'tg:lease:' .. lid
-  local l = redis.call('HMGET', lk, 'acct', 'res', 'cnt', 'counts', 'spends')
+  local l = redis.call('HMGET', lk, 'acct', 'res', 'cnt', 'counts', 'spends', 'slots')
   if not l[1] then return 0 end
   local res = tonumber(l[2])
   local cnt = tonumber(l[3])
   local leased = 'tg:{' .. l[1] .. '}:leased'
+  if l[6] == '1' and cnt > 0 then  -- the concurrent-call slots it still holds
+    for i = 1, cnt do redis.call('ZREM', 'tg:{' .. l[1] .. '}:live', '~' .. lid .. '#' .. i) end
+    if redis.call('HINCRBY', leased, '~slots', 0 - cnt) <= 0 then
+      redis.call('HDEL', leased, '~slots')
+    end
+  end
   for key in string.gmatch(l[4] or '', '[^\n]+') do
     if cnt ~= 0 and redis.call('EXISTS', key) == 1 then
       if redis.call('DECRBY', key, cnt) < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
