@@ -211,9 +211,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating /health-authorize rounds")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     ap.add_argument("--lifecycle", action="store_true", help="also authorize+answer+end")
-    ap.add_argument(
-        "--only", choices=["memory", "redis", "redis-leases"], help="one backend only"
-    )
+    ap.add_argument("--only", choices=["memory", "redis", "redis-leases"], help="one backend only")
     ap.add_argument("--lease-calls", type=int, default=100, help="calls per quota lease")
     ap.add_argument("--conns", type=int, default=4, help="connections in the closed-loop rounds")
     args = ap.parse_args()

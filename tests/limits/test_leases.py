@@ -248,20 +248,21 @@ def test_leases_of_a_server_that_died_go_back_at_the_sweep(
 
     async def run() -> None:
         await listening(a)
-        await a.reserve_async(request("only"))
+        await a.reserve_async(request("first"))  # a place's first call: exact path
+        await a.reserve_async(request("second"))  # the second takes a lease
         await a.drain()
 
     asyncio.run(run())
     a._leases.clear()  # as if the process died: nothing is given back
     r = raw(url)
-    assert int(r.get(CALLS_DAY) or 0) > 1
+    assert int(r.get(CALLS_DAY) or 0) > 2
     sweeper = RedisState(url)
     try:
         sweeper.expire(time.time() + LEASE_TTL_S + 1)
     finally:
         sweeper.close()
     assert r.hgetall("tg:{a}:leased") == {}
-    assert int(r.get(CALLS_DAY) or 0) == 1  # the call stays counted
+    assert int(r.get(CALLS_DAY) or 0) == 2  # the calls stay counted
 
 
 def test_a_counter_reset_gives_leases_back_first(
@@ -286,7 +287,7 @@ def test_a_counter_reset_gives_leases_back_first(
     assert a.read_counts([CALLS_DAY]) == [1]
 
 
-def test_requests_for_another_time_or_report_only_take_the_exact_path(url: str) -> None:
+def test_other_times_report_only_and_single_calls_take_the_exact_path(url: str) -> None:
     s = LeasingRedisState(url, calls=10)
     try:
 
@@ -299,7 +300,10 @@ def test_requests_for_another_time_or_report_only_take_the_exact_path(url: str) 
             forced = request("forced")
             forced.force = True
             assert (await s.reserve_async(forced)).ok
+            assert (await s.reserve_async(request("single"))).ok  # a quiet place's one call
             assert s.granted == granted
+            assert (await s.reserve_async(request("second"))).ok  # a second: worth a lease
+            assert s.granted == granted + 1
 
         asyncio.run(run())
     finally:
