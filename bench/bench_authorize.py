@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -71,10 +72,29 @@ def _start(state: str, tmp: Path, lease_calls: int = 0) -> tuple[subprocess.Pope
     raise SystemExit(f"server with state {state} did not start")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis_cpu_s(url: str | None) -> float:
+    if url is None:
+        return 0.0
+    import redis
+
+    info = redis.Redis.from_url(url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 class Load:
-    def __init__(self, port: int, path: str) -> None:
+    def __init__(
+        self, port: int, path: str, server_pid: int = 0, redis_url: str | None = None
+    ) -> None:
         self.port = port
         self.path = path
+        self.server_pid = server_pid
+        self.redis_url = redis_url
         self.seq = 0
         self.lock = threading.Lock()
 
@@ -127,16 +147,27 @@ class Load:
         threads = [
             threading.Thread(target=self.worker, args=(until, per, lats[i])) for i in range(conns)
         ]
+        cpu0 = _cpu_s(self.server_pid) if self.server_pid else 0.0
+        rcpu0 = _redis_cpu_s(self.redis_url)
         start = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         elapsed = time.perf_counter() - start
+        cpu = (_cpu_s(self.server_pid) if self.server_pid else 0.0) - cpu0
+        rcpu = _redis_cpu_s(self.redis_url) - rcpu0
         flat = sorted(x for part in lats for x in part)
         q = statistics.quantiles(flat, n=100)
         rps = len(flat) / elapsed
-        return {"rps": rps, "p50_ms": q[49] * 1e3, "p99_ms": q[98] * 1e3, "n": len(flat)}
+        return {
+            "rps": rps,
+            "p50_ms": q[49] * 1e3,
+            "p99_ms": q[98] * 1e3,
+            "n": len(flat),
+            "server_us": cpu / len(flat) * 1e6,  # server CPU per request
+            "redis_us": rcpu / len(flat) * 1e6,
+        }
 
 
 def bench(
@@ -161,10 +192,12 @@ def bench(
             rounds_of: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {
                 p: [] for p in paths
             }
+            rurl = state if state.startswith("redis") else None
             for _ in range(rounds):
                 for path in paths:
-                    h = Load(port, "/health").run(seconds, conns, None)
-                    rounds_of[path].append((h, Load(port, path).run(seconds, conns, None)))
+                    h = Load(port, "/health", proc.pid, rurl).run(seconds, conns, None)
+                    a = Load(port, path, proc.pid, rurl).run(seconds, conns, None)
+                    rounds_of[path].append((h, a))
             at_1k = {path: Load(port, path).run(seconds, 4, 1000.0) for path in ("/health", *paths)}
         finally:
             proc.terminate()
@@ -192,7 +225,8 @@ def _report(
         print(
             f"  round {n}: /health {h['rps']:6.0f} req/s (p50 {h['p50_ms']:.2f} ms),"
             f" {name} {a['rps']:6.0f} req/s (p50 {a['p50_ms']:.2f} ms, p99 {a['p99_ms']:.2f} ms)"
-            f" -> {ratios[-1]:.2f}"
+            f" -> {ratios[-1]:.2f}; CPU per request: server {h['server_us']:.0f} vs"
+            f" {a['server_us']:.0f} us, Redis {a['redis_us']:.0f} us"
         )
     ratio = statistics.median(ratios)
     rps = statistics.median(a["rps"] for _, a in pairs)

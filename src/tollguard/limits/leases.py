@@ -55,7 +55,8 @@ LEASE_TTL_S = 60  # a lease its server stopped renewing is given back after this
 LIVE_SKEW_S = 5.0  # requests with an explicit time further from now take the exact path
 NO_LEASE_BACKOFF_S = 1.0  # after a refused lease, the exact path for this long
 UNKNOWN_CALL_RETRIES_S = (0.01, 0.02, 0.04, 0.08)  # another server's record on its way
-RECENT_CALLS = 50_000  # call ids answered from a lease, remembered for switch retries
+RECENT_CALLS = 50_000  # call ids answered here, remembered for switch retries
+CARVE_DELAY_S = 0.002  # the call records of this long are written in one script run
 
 # KEYS: blk, leases, lease, counts..., spends...
 # ARGV: now, want, calls, share, expires_at, acct, lid, nc, ns, counts (newline-joined),
@@ -146,57 +147,71 @@ return {1, k, limited, remaining}
 _RETURN = LUA_SHARED + "\nreturn return_lease(ARGV[1])\n"
 
 # ARGV: per call (lid, call id, acct, reservation, expires_at, now, meta, spends, counts).
-# Records each call as the exact path would and moves its share out of the lease; a call
-# id already recorded (a retry that reached another server) is skipped: its index is
-# returned, and the lease keeps the share. A lease already gone (its server stalled past
-# LEASE_TTL_S) cannot pay: the call is then counted on its own.
+# Records each call as the exact path would and moves its share out of the lease (summed
+# per lease, so a batch costs three commands per call). A call id already recorded (a
+# retry that reached another server) is skipped: its index is returned, and the lease
+# keeps the share. A lease already gone (its server stalled past LEASE_TTL_S) cannot
+# pay: its calls are then counted on their own.
 _CARVE = r"""
 local dups = {}
+local by_lease = {}
+local order = {}
 for b = 0, #ARGV - 9, 9 do
   local lid, cid, acct = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local res = tonumber(ARGV[b + 4])
   local ck = 'tg:call:' .. cid
   if redis.call('EXISTS', ck) == 1 then
     table.insert(dups, b / 9)
   else
-    local lk = 'tg:lease:' .. lid
-    local leased = 'tg:{' .. acct .. '}:leased'
-    local paid = redis.call('EXISTS', lk) == 1
-    if paid then
-      local left = redis.call('HINCRBY', lk, 'cnt', -1)
-      if redis.call('HGET', lk, 'slots') == '1' then
-        redis.call('ZREM', 'tg:{' .. acct .. '}:live', '~' .. lid .. '#' .. (left + 1))
-        if redis.call('HINCRBY', leased, '~slots', -1) <= 0 then
-          redis.call('HDEL', leased, '~slots')
-        end
-      end
-      if res ~= 0 then redis.call('HINCRBY', lk, 'res', 0 - res) end
+    local l = by_lease[lid]
+    if not l then
+      l = {acct = acct, n = 0, res = 0, spends = ARGV[b + 8], counts = ARGV[b + 9]}
+      by_lease[lid] = l
+      table.insert(order, lid)
     end
-    for key in string.gmatch(ARGV[b + 9], '[^\n]+') do
-      if paid then
-        if redis.call('HINCRBY', leased, key, -1) <= 0 then redis.call('HDEL', leased, key) end
-      elseif redis.call('INCR', key) == 1 then
-        redis.call('EXPIRE', key, 2764800)
-      end
-    end
-    if res ~= 0 then
-      for key in string.gmatch(ARGV[b + 8], '[^\n]+') do
-        if paid then
-          if redis.call('HINCRBY', leased, key, 0 - res) <= 0 then
-            redis.call('HDEL', leased, key)
-          end
-        else
-          redis.call('HINCRBY', key, 'r', res)
-          if redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, 2764800) end
-        end
-      end
-    end
-    redis.call('HSET', ck, 'acct', acct, 'res', res, 'spends', ARGV[b + 8],
+    l.n = l.n + 1
+    l.res = l.res + tonumber(ARGV[b + 4])
+    redis.call('HSET', ck, 'acct', acct, 'res', ARGV[b + 4], 'spends', ARGV[b + 8],
       'state', 'ringing', 'started', ARGV[b + 6], 'expires', ARGV[b + 5], 'meta', ARGV[b + 7],
       'lease', lid)
     redis.call('ZADD', 'tg:{' .. acct .. '}:live', tonumber(ARGV[b + 5]), cid)
-    redis.call('SADD', 'tg:accounts-live', acct)
   end
+end
+for _, lid in ipairs(order) do
+  local l = by_lease[lid]
+  local lk = 'tg:lease:' .. lid
+  local leased = 'tg:{' .. l.acct .. '}:leased'
+  local paid = redis.call('EXISTS', lk) == 1
+  if paid then
+    local left = redis.call('HINCRBY', lk, 'cnt', 0 - l.n)
+    if l.res ~= 0 then redis.call('HINCRBY', lk, 'res', 0 - l.res) end
+    if redis.call('HGET', lk, 'slots') == '1' then  -- the calls take over the lease's slots
+      local live = 'tg:{' .. l.acct .. '}:live'
+      for i = left + 1, left + l.n do redis.call('ZREM', live, '~' .. lid .. '#' .. i) end
+      if redis.call('HINCRBY', leased, '~slots', 0 - l.n) <= 0 then
+        redis.call('HDEL', leased, '~slots')
+      end
+    end
+  end
+  for key in string.gmatch(l.counts, '[^\n]+') do
+    if paid then
+      if redis.call('HINCRBY', leased, key, 0 - l.n) <= 0 then redis.call('HDEL', leased, key) end
+    elseif redis.call('INCRBY', key, l.n) == l.n then
+      redis.call('EXPIRE', key, 2764800)
+    end
+  end
+  if l.res ~= 0 then
+    for key in string.gmatch(l.spends, '[^\n]+') do
+      if paid then
+        if redis.call('HINCRBY', leased, key, 0 - l.res) <= 0 then
+          redis.call('HDEL', leased, key)
+        end
+      else
+        redis.call('HINCRBY', key, 'r', l.res)
+        if redis.call('TTL', key) == -1 then redis.call('EXPIRE', key, 2764800) end
+      end
+    end
+  end
+  redis.call('SADD', 'tg:accounts-live', l.acct)
 end
 return dups
 """
@@ -245,6 +260,7 @@ class LeasingRedisState(RedisState):
             for name, body in (("grant", _GRANT), ("return", _RETURN), ("carve", _CARVE))
         }
         self._return_sync = self.r.register_script(_RETURN)
+        self.load_scripts()
         self._leases: dict[_Ident, _Lease] = {}
         self._refused: dict[_Ident, float] = {}  # ident -> monotonic time to ask again
         self._quiet: dict[_Ident, float] = {}  # ident -> last exact decision without a lease
@@ -261,6 +277,12 @@ class LeasingRedisState(RedisState):
         self._tasks: list[asyncio.Task[None]] = []
         self.granted = 0  # leases granted (for metrics and tests)
         self.carve_failures = 0
+
+    def load_scripts(self) -> None:
+        """Load the lease scripts now: a ``NOSCRIPT`` resend would go out behind commands
+        sent later, and the order of records and lease returns matters."""
+        for script in self._scripts.values():
+            self.r.script_load(script.body)
 
     # -- authorize -------------------------------------------------------------------
     async def reserve_async(self, req: ReserveRequest) -> ReserveResult:
@@ -331,8 +353,8 @@ class LeasingRedisState(RedisState):
             lease.counts,
         )
         self._carve_calls.append((req.call_id, lease, want))
-        if len(self._carve_calls) == 1:
-            asyncio.get_running_loop().call_soon(self._flush_carves)
+        if len(self._carve_calls) == 1:  # records wait a little, to share a script run
+            asyncio.get_running_loop().call_later(CARVE_DELAY_S, self._flush_carves)
         self._remember(req.call_id, want, meta)
         return ReserveResult(ok=True, remaining_e4=remaining, reserved_e4=want, meta=meta)
 
@@ -455,33 +477,45 @@ class LeasingRedisState(RedisState):
             return
         entries, calls = self._carves, self._carve_calls
         self._carves, self._carve_calls = [], []
-        task = self._submit_carves(entries)
-        for call_id, _, _ in calls:
-            self._carving[call_id] = task
-        task.add_done_callback(lambda t: self._carved(t, calls))
+        self._send_carves(calls, len(entries) + 1, encode_bulks([b"0", *entries]), retry=False)
 
-    def _submit_carves(self, entries: list[bytes]) -> asyncio.Future[Reply]:
+    def _send_carves(
+        self, calls: list[tuple[str, _Lease, int]], n: int, body: bytes, retry: bool
+    ) -> None:
+        """One script run records the calls. The reply's future comes straight from the
+        connection (no task per batch); not connected, or Redis forgot the script: the
+        async path connects and resends."""
         script = self._scripts["carve"]
         assert self._pipe is not None
-        body = encode_bulks([b"0", *entries])
-        sent = self._pipe.evalsha_now(script.sha, len(entries) + 1, body)
-        return asyncio.ensure_future(self._complete(sent, script, len(entries) + 1, body))
-
-    def _carved(self, task: asyncio.Future[Reply], calls: list[tuple[str, _Lease, int]]) -> None:
+        sent = None if retry else self._pipe.evalsha_now(script.sha, n, body)
+        fut: asyncio.Future[Reply] = (
+            sent
+            if sent is not None
+            else asyncio.ensure_future(self._complete(None, script, n, body))
+        )
         for call_id, _, _ in calls:
-            if self._carving.get(call_id) is task:
+            self._carving[call_id] = fut
+        fut.add_done_callback(lambda f: self._carved(f, calls, n, body))
+
+    def _carved(
+        self, fut: asyncio.Future[Reply], calls: list[tuple[str, _Lease, int]], n: int, body: bytes
+    ) -> None:
+        for call_id, _, _ in calls:
+            if self._carving.get(call_id) is fut:
                 del self._carving[call_id]
-        if task.cancelled() or task.exception() is not None:
+        error = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+        if error is None and isinstance(fut.result(), redis.ResponseError):
+            error = fut.result()
+            if str(error).startswith("NOSCRIPT"):
+                self._send_carves(calls, n, body, retry=True)
+                return
+        if error is not None:
             # The calls were allowed; their records could not be written. Counters keep
             # their share in the lease, which goes back when it expires.
             self.carve_failures += len(calls)
-            log.error(
-                "could not record %d calls allowed from quota leases: %s",
-                len(calls),
-                task.exception() if not task.cancelled() else "cancelled",
-            )
+            log.error("could not record %d calls allowed from quota leases: %s", len(calls), error)
             return
-        for index in task.result() or []:  # retries that reached another server first
+        for index in fut.result() or []:  # retries that reached another server first
             call_id, lease, want = calls[int(index)]
             lease.calls_left += 1
             lease.spend_left_e4 += want
@@ -516,6 +550,8 @@ class LeasingRedisState(RedisState):
                     async for msg in ps.listen():
                         if msg["type"] == "subscribe":
                             self._epoch += 1  # whatever was missed before: start over
+                            for script in self._scripts.values():  # Redis may have restarted
+                                await client.script_load(script.body)
                             self._listening = True
                         elif msg["type"] == "message":
                             self.invalidate(_text(msg["data"]))
