@@ -308,3 +308,35 @@ def test_other_times_report_only_and_single_calls_take_the_exact_path(url: str) 
         asyncio.run(run())
     finally:
         s.close()
+
+
+def test_one_server_calling_two_places_reaches_the_shared_limit_exactly(url: str) -> None:
+    """Two places (their own lease each) share the day's spend: near the limit the other
+    place's lease goes back before the exact path decides, so nothing is held back."""
+    s = LeasingRedisState(url, calls=10, share=4)
+    limit = 30 * WANT + 700
+
+    def place(call_id: str, country: str) -> ReserveRequest:
+        r = request(call_id, spend_limit=limit)
+        r.counts = [Check(f"tg:{{a}}:cdc:{country}:1", NO_LIMIT, 3600, "calls_per_day_country")]
+        return r
+
+    async def run() -> list[int]:
+        await listening(s)
+        out = []
+        for i in range(50):
+            # NL twice (its second call takes a lease it then leaves unused), then DE only
+            r = await s.reserve_async(place(f"p{i}", "NL" if i in (1, 3) else "DE"))
+            out.append(r.reserved_e4 if r.ok else -1)
+        await s.drain()
+        return out
+
+    try:
+        outcomes = asyncio.run(run())
+    finally:
+        s.close()
+    assert s.granted >= 2
+    first_denied = outcomes.index(-1)
+    assert set(outcomes[first_denied:]) == {-1}  # nothing was denied while budget was held
+    reserved = outcomes[:first_denied]
+    assert sum(reserved) == limit and reserved[-1] == 700

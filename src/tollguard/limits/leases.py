@@ -396,6 +396,12 @@ class LeasingRedisState(RedisState):
             lease = await self._grant(req)
             if lease is None:
                 self._refused[ident] = time.monotonic() + NO_LEASE_BACKOFF_S
+                # near a limit: this server's other leases on the account go back before
+                # the exact path runs (same connection, so Redis sees them first)
+                for other, held in list(self._leases.items()):
+                    if held.account == req.account and other not in self._granting:
+                        del self._leases[other]
+                        self._give_back(held)
             else:
                 self._leases[ident] = lease
             fut.set_result(lease is not None)
