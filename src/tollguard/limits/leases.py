@@ -231,6 +231,7 @@ class _Lease:
     epoch: int  # the subscription's generation when it was asked for
     deadline: float  # monotonic: used no later than this
     calls_left: int
+    calls_granted: int
     spend_left_e4: int
     limited: bool
     remaining_e4: int  # least budget left under the limits when granted (before the lease)
@@ -262,6 +263,8 @@ class LeasingRedisState(RedisState):
         self._return_sync = self.r.register_script(_RETURN)
         self.load_scripts()
         self._leases: dict[_Ident, _Lease] = {}
+        self._next: dict[_Ident, _Lease] = {}  # asked for before the current one runs out
+        self._refilling: dict[_Ident, asyncio.Future[None]] = {}  # next leases asked for
         self._refused: dict[_Ident, float] = {}  # ident -> monotonic time to ask again
         self._quiet: dict[_Ident, float] = {}  # ident -> last exact decision without a lease
         self._granting: dict[_Ident, asyncio.Future[bool]] = {}
@@ -300,7 +303,22 @@ class LeasingRedisState(RedisState):
         for _ in range(3):
             lease = self._leases.get(ident)
             if lease is not None and self._usable(lease, req.want_e4):
-                return self._spend(lease, req)
+                return self._spend(ident, lease, req)
+            following = self._next.pop(ident, None)
+            if following is not None and self._usable(following, req.want_e4):
+                if lease is not None:
+                    # asked for while this one held all its share; what it did not use
+                    # goes back now, so the budget left is that much larger
+                    following.remaining_e4 += lease.spend_left_e4
+                    self._give_back(lease)
+                self._leases[ident] = following
+                return self._spend(ident, following, req)
+            if following is not None:
+                self._give_back(following)
+            asking = self._refilling.get(ident)
+            if asking is not None:  # the next lease is on its way: wait for it
+                await asyncio.wait([asking])
+                continue
             now = time.monotonic()
             if self._refused.get(ident, 0.0) > now:
                 break
@@ -331,10 +349,12 @@ class LeasingRedisState(RedisState):
             and time.monotonic() < lease.deadline
         )
 
-    def _spend(self, lease: _Lease, req: ReserveRequest) -> ReserveResult:
+    def _spend(self, ident: _Ident, lease: _Lease, req: ReserveRequest) -> ReserveResult:
         want = req.want_e4
         remaining = lease.remaining_e4 - lease.used_e4 if lease.limited else None
         lease.calls_left -= 1
+        if lease.calls_left == lease.calls_granted // 4 and ident not in self._refilling:
+            self._refill(ident, req)
         lease.spend_left_e4 -= want
         lease.used_e4 += want
         stored = orjson.dumps(req.meta)
@@ -357,6 +377,26 @@ class LeasingRedisState(RedisState):
             asyncio.get_running_loop().call_later(CARVE_DELAY_S, self._flush_carves)
         self._remember(req.call_id, want, meta)
         return ReserveResult(ok=True, remaining_e4=remaining, reserved_e4=want, meta=meta)
+
+    def _refill(self, ident: _Ident, req: ReserveRequest) -> None:
+        """Ask for the next lease while a quarter of this one is left, so decisions do
+        not wait for a grant when it runs out."""
+
+        async def ask() -> None:
+            try:
+                lease = await self._grant(req)
+            except Exception as exc:  # the current lease goes on; running out asks again
+                log.warning("could not ask for the next quota lease: %s", exc)
+                return
+            finally:
+                del self._refilling[ident]
+            if lease is not None:
+                old = self._next.pop(ident, None)
+                if old is not None:
+                    self._give_back(old)
+                self._next[ident] = lease
+
+        self._refilling[ident] = asyncio.ensure_future(ask())  # held till done
 
     def _remember(self, call_id: str, reserved_e4: int, meta: dict[str, str]) -> None:
         if len(self._recent) >= RECENT_CALLS:
@@ -398,10 +438,11 @@ class LeasingRedisState(RedisState):
                 self._refused[ident] = time.monotonic() + NO_LEASE_BACKOFF_S
                 # near a limit: this server's other leases on the account go back before
                 # the exact path runs (same connection, so Redis sees them first)
-                for other, held in list(self._leases.items()):
-                    if held.account == req.account and other not in self._granting:
-                        del self._leases[other]
-                        self._give_back(held)
+                for held_by in (self._leases, self._next):
+                    for other, held in list(held_by.items()):
+                        if held.account == req.account and other not in self._granting:
+                            del held_by[other]
+                            self._give_back(held)
             else:
                 self._leases[ident] = lease
             fut.set_result(lease is not None)
@@ -448,6 +489,7 @@ class LeasingRedisState(RedisState):
             epoch=epoch,
             deadline=time.monotonic() + self.lifetime_s,
             calls_left=calls,
+            calls_granted=calls,
             spend_left_e4=calls * req.want_e4,
             limited=bool(int(out[2])),
             remaining_e4=int(out[3]),
@@ -544,6 +586,7 @@ class LeasingRedisState(RedisState):
         self._listening = False
         self._carving.clear()
         self._granting.clear()
+        self._refilling.clear()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._janitor())]
 
     async def _listen(self) -> None:
@@ -576,12 +619,11 @@ class LeasingRedisState(RedisState):
         while True:
             await asyncio.sleep(min(1.0, self.lifetime_s / 2))
             now = time.monotonic()
-            for ident, lease in list(self._leases.items()):
-                if ident in self._granting:
-                    continue
-                if not self._usable(lease, 0):
-                    del self._leases[ident]
-                    self._give_back(lease)
+            for held_by in (self._leases, self._next):
+                for ident, lease in list(held_by.items()):
+                    if ident not in self._granting and not self._usable(lease, 0):
+                        del held_by[ident]
+                        self._give_back(lease)
             for ident, until in list(self._refused.items()):
                 if until <= now:
                     del self._refused[ident]
@@ -693,8 +735,9 @@ class LeasingRedisState(RedisState):
         for task in self._tasks:
             task.cancel()
         await self.drain()
-        leases = list(self._leases.values())
+        leases = [*self._leases.values(), *self._next.values()]
         self._leases.clear()
+        self._next.clear()
         replies = [
             self._submit("return", 2, encode_bulks([b"0", lease.lid.encode()])) for lease in leases
         ]
@@ -702,10 +745,11 @@ class LeasingRedisState(RedisState):
             await asyncio.wait(replies, timeout=2.0)
 
     def close(self) -> None:
-        for lease in self._leases.values():
+        for lease in [*self._leases.values(), *self._next.values()]:
             with contextlib.suppress(redis.RedisError):
                 self._return_sync(keys=[], args=[lease.lid])
         self._leases.clear()
+        self._next.clear()
         super().close()
 
 
