@@ -4,6 +4,7 @@ documents it gives the same answer."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -16,6 +17,7 @@ from tollguard.policy import load_policy
 from .conftest import DATA, auth
 
 AT = "2024-06-03T12:00:00+02:00"
+JSON = {"Content-Type": "application/json"}
 
 
 def _app(keys_file: Path) -> TestClient:
@@ -53,3 +55,37 @@ def test_fast_path_headers_and_problems(keys_file: Path) -> None:
     assert r.status_code == 400
     # metrics still see the fast path
     assert 'route="/v1/authorize"' in c.get("/metrics").text
+
+
+def test_call_events_from_the_guard_answer_like_the_routes(keys_file: Path) -> None:
+    """answer and end are answered by the Guard too: same bodies, statuses and problems."""
+    fast, plain = _app(keys_file), _app(keys_file)
+    (guard,) = plain.app.user_middleware  # type: ignore[attr-defined]
+    guard.kwargs["fast"].clear()
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("/v1/authorize", {"json": {"account": "small", "caller": "1", "callee": "0201234567",
+                                    "call_id": "e1", "at": AT}}),
+        ("/v1/calls/e1/answer", {"json": {"at": "2024-06-03T12:00:05+02:00"}}),
+        ("/v1/calls/e1/answer", {}),  # no body: the defaults
+        ("/v1/calls/e1/end", {"json": {"billsec": 61}}),
+        ("/v1/calls/e1/end", {"json": {"billsec": 61}}),  # already ended
+        ("/v1/calls/nope/end", {"json": {"billsec": 1}}),  # unknown call: 404
+        ("/v1/calls/e1/end", {"content": b"{", "headers": JSON}),  # malformed: 400
+        ("/v1/calls/e1/answer", {"content": b"null", "headers": JSON}),  # null: defaults
+        ("/v1/calls/e1/end", {"json": {"billsec": -1}}),  # out of range: 422
+        ("/v1/calls/e1/end", {"json": {"bilsec": 1}}),  # unknown field: 422
+        ("/v1/calls/e1/answer", {"json": {"at": "2024-06-03T12:00:05"}}),  # no offset: 422
+        ("/v1/calls/a/b/end", {"json": {}}),  # not a call event path: the router's 404
+    ]  # fmt: skip
+    for path, kwargs in steps:
+        headers = {**auth("switch"), **kwargs.pop("headers", {})}
+        a = fast.post(path, headers=headers, **kwargs)
+        b = plain.post(path, headers=headers, **kwargs)
+        assert (a.status_code, a.headers["content-type"], a.content) == (
+            b.status_code,
+            b.headers["content-type"],
+            b.content,
+        ), path
+    assert fast.post("/v1/calls/e1/end", headers=auth("analyst")).status_code == 403
+    assert fast.post("/v1/calls/e1/end", headers={"X-API-Key": "nope"}).status_code == 401
+    assert 'route="/v1/calls/{call_id}/end"' in fast.get("/metrics").text

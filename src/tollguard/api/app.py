@@ -202,6 +202,10 @@ class Guard:
                 more = message.get("more_body", False)
             whole = b"".join(chunks)
             fast = self.fast.get((scope["method"], path)) if self.fast else None
+            if fast is None and path.startswith("/v1/calls/"):  # /v1/calls/{call_id}/event
+                parts = path.split("/")
+                if len(parts) == 5 and parts[3]:
+                    fast = self.fast.get((scope["method"], CALL_EVENT + parts[4]))
             if fast is not None:
                 await fast(scope, whole, send_wrapper)
                 return
@@ -234,6 +238,7 @@ class Guard:
 
 
 FastRoute = Callable[[Scope, bytes, Send], Awaitable[None]]
+CALL_EVENT = "/v1/calls/{call_id}/"  # + answer | end: fast routes of one call's events
 
 
 async def _send_json(send: Send, body: bytes) -> None:
@@ -474,44 +479,43 @@ def create_app(
             )  # fmt: skip
         return orjson.dumps(decision.to_dict())
 
-    async def authorize_fast(scope: Scope, raw: bytes, send: Send) -> None:
-        x_api_key = authorization = None
-        for name, value in scope["headers"]:  # the first of each, as request.headers.get
-            if name == b"authorization" and authorization is None:
-                authorization = value.decode("latin-1")
-            elif name == b"x-api-key" and x_api_key is None:
-                x_api_key = value.decode("latin-1")
-        try:
-            body = await decide(key_from(x_api_key, authorization), raw)
-        except Problem as exc:
-            err = problem_response(exc.status, exc.slug, exc.detail, scope["path"], **exc.extra)
-            await err(scope, _no_body, send)
-            return
-        except Exception as exc:
-            await crash_response(exc, scope["path"])(scope, _no_body, send)
-            return
-        await _send_json(send, body)
+    def fast_route(answer: Callable[[ApiKey, str, bytes], Awaitable[bytes]]) -> FastRoute:
+        """A route the Guard answers from the buffered body: the key from the headers (as
+        the FastAPI dependencies read it), the answer's JSON, problems as the app's."""
 
-    fast[("POST", "/v1/authorize")] = authorize_fast
+        async def route(scope: Scope, raw: bytes, send: Send) -> None:
+            x_api_key = authorization = None
+            for name, value in scope["headers"]:  # the first of each, as headers.get
+                if name == b"authorization" and authorization is None:
+                    authorization = value.decode("latin-1")
+                elif name == b"x-api-key" and x_api_key is None:
+                    x_api_key = value.decode("latin-1")
+            path = scope["path"]
+            try:
+                body = await answer(key_from(x_api_key, authorization), path, raw)
+            except Problem as exc:
+                err = problem_response(exc.status, exc.slug, exc.detail, path, **exc.extra)
+                await err(scope, _no_body, send)
+                return
+            except Exception as exc:
+                await crash_response(exc, path)(scope, _no_body, send)
+                return
+            await _send_json(send, body)
 
-    @app.post("/v1/calls/{call_id}/answer", tags=["switch"], response_model=CallResponse)
-    async def answer(
-        call_id: str,
-        key: Annotated[ApiKey, Depends(need("events"))],
-        body: AnswerRequest | None = None,
-    ) -> Response:
+        return route
+
+    async def authorize_answer(key: ApiKey, _path: str, raw: bytes) -> bytes:
+        return await decide(key, raw)
+
+    fast[("POST", "/v1/authorize")] = fast_route(authorize_answer)
+
+    async def answered(key: ApiKey, call_id: str, body: AnswerRequest | None) -> bytes:
         call = await service.answer_async(
             call_id, body.at if body else None, await call_visible(key, call_id)
         )
-        return _json(_call_out(call))
+        return orjson.dumps(_call_out(call))
 
-    @app.post("/v1/calls/{call_id}/end", tags=["switch"], response_model=CallResponse)
-    async def end(
-        call_id: str,
-        key: Annotated[ApiKey, Depends(need("events"))],
-        body: EndRequest | None = None,
-    ) -> Response:
-        """Settle the call at its rated cost (from billsec, or answer→``at``)."""
+    async def ended(key: ApiKey, call_id: str, body: EndRequest | None) -> bytes:
         seen = await call_visible(key, call_id)
         body = body or EndRequest()
         try:
@@ -520,7 +524,49 @@ def create_app(
             )
         except NotFound:
             raise Problem(404, "unknown-call", f"no call {call_id!r}") from None
-        return _json(_call_out(call, status))
+        return orjson.dumps(_call_out(call, status))
+
+    @app.post("/v1/calls/{call_id}/answer", tags=["switch"], response_model=CallResponse)
+    async def answer(
+        call_id: str,
+        key: Annotated[ApiKey, Depends(need("events"))],
+        body: AnswerRequest | None = None,
+    ) -> Response:
+        """The call was answered: it may now last its granted duration."""
+        return Response(await answered(key, call_id, body), media_type="application/json")
+
+    @app.post("/v1/calls/{call_id}/end", tags=["switch"], response_model=CallResponse)
+    async def end(
+        call_id: str,
+        key: Annotated[ApiKey, Depends(need("events"))],
+        body: EndRequest | None = None,
+    ) -> Response:
+        """Settle the call at its rated cost (from billsec, or answer→``at``)."""
+        return Response(await ended(key, call_id, body), media_type="application/json")
+
+    def call_event(
+        model: type[AnswerRequest] | type[EndRequest],
+        settle: Callable[[ApiKey, str, Any], Awaitable[bytes]],
+    ) -> FastRoute:
+        """answer/end from the Guard: one call of a whole call's three requests each."""
+
+        async def event(key: ApiKey, path: str, raw: bytes) -> bytes:
+            if not key.can("events"):
+                raise Problem(403, "forbidden", f"role {key.role!r} may not events", key=key.name)
+            body = None
+            # no body or null: the defaults, as FastAPI's optional body; like authorize's
+            # fast path, a JSON body is read whatever its content type says
+            if raw and raw != b"null":
+                try:
+                    body = model.model_validate_json(raw)
+                except ValidationError as exc:
+                    raise _invalid_body(exc, ("body",)) from None
+            return await settle(key, path.split("/")[3], body)
+
+        return fast_route(event)
+
+    fast[("POST", CALL_EVENT + "answer")] = call_event(AnswerRequest, answered)
+    fast[("POST", CALL_EVENT + "end")] = call_event(EndRequest, ended)
 
     @app.post("/v1/calls/expire", tags=["switch"])
     async def expire(
@@ -835,9 +881,12 @@ def _records_from_csv(
             os.unlink(name)
 
 
-def _invalid_body(exc: ValidationError) -> Problem:
-    """A body that is not JSON (400) or not the expected shape (422), as a problem."""
+def _invalid_body(exc: ValidationError, loc: tuple[str, ...] = ()) -> Problem:
+    """A body that is not JSON (400) or not the expected shape (422), as a problem.
+    ``loc`` prefixes each error's location (FastAPI's body parameters say "body")."""
     errs = exc.errors(include_url=False, include_input=False)
+    if loc:
+        errs = [{**e, "loc": (*loc, *e["loc"])} for e in errs]  # type: ignore[typeddict-item]
     if any(e["type"] == "json_invalid" for e in errs):
         return Problem(400, "malformed-json", "the body is not valid JSON")
     detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errs[:5])
