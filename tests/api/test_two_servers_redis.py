@@ -157,6 +157,7 @@ def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_pa
 
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(one, range(REQUESTS)))
+        metrics = [c.get("/metrics").text for c in clients]
         for c in clients:
             c.close()
     finally:
@@ -185,3 +186,8 @@ def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_pa
     assert r.zcard("tg:{hammer}:live") == len(allowed) - ended
     from_leases = sum(1 for k in r.scan_iter("tg:call:h*") if r.hexists(k, "lease"))
     assert from_leases > len(allowed) // 2  # most decisions were taken from leases
+    reported = 0.0  # each server's /metrics counts its answers from leases
+    for text in metrics:
+        (line,) = [x for x in text.splitlines() if x.startswith("tollguard_lease_decisions_total")]
+        reported += float(line.split()[-1])
+    assert reported == from_leases

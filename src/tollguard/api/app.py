@@ -44,6 +44,7 @@ from tollguard.api.models import (
 from tollguard.api.problems import MEDIA_TYPE, Problem, problem_body, problem_response
 from tollguard.cdr.model import CallRecord, Disposition
 from tollguard.detect.alert import Alert
+from tollguard.limits.leases import LeaseMetrics, LeasingRedisState
 from tollguard.limits.money import fmt_e4
 from tollguard.limits.service import AuthorizeService, NotFound
 from tollguard.limits.state import CallState
@@ -295,6 +296,8 @@ def create_app(
     ``ingestor``: POST /v1/cdrs stores records durably first; only new ones are detected."""
     keys = keyring or Keyring.open()
     metrics = Metrics.create()
+    if isinstance(service.state, LeasingRedisState):
+        metrics.registry.register(LeaseMetrics(service.state))
     engine_box: dict[str, Any] = {"engine": engine}
 
     @contextlib.asynccontextmanager

@@ -28,13 +28,14 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
 import redis
 import redis.asyncio
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from tollguard.limits.periods import account_tag
 from tollguard.limits.redis_pipe import Reply, encode_bulks
@@ -279,7 +280,9 @@ class LeasingRedisState(RedisState):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.granted = 0  # leases granted (for metrics and tests)
-        self.carve_failures = 0
+        self.leased_decisions = 0  # calls answered from a lease
+        self.exact_decisions = 0  # calls answered by one script run (no usable lease)
+        self.carve_failures = 0  # calls allowed from a lease whose record was not written
 
     def load_scripts(self) -> None:
         """Load the lease scripts now: a ``NOSCRIPT`` resend would go out behind commands
@@ -336,6 +339,7 @@ class LeasingRedisState(RedisState):
         """One script run for this call; an allowed call id is remembered like a leased
         one, so a retry here is answered as a duplicate without Redis."""
         res = await super().reserve_async(req)
+        self.exact_decisions += 1
         if res.ok and not res.duplicate:
             self._remember(req.call_id, res.reserved_e4, res.meta)
         return res
@@ -353,6 +357,7 @@ class LeasingRedisState(RedisState):
         want = req.want_e4
         remaining = lease.remaining_e4 - lease.used_e4 if lease.limited else None
         lease.calls_left -= 1
+        self.leased_decisions += 1
         if lease.calls_left == lease.calls_granted // 4 and ident not in self._refilling:
             self._refill(ident, req)
         lease.spend_left_e4 -= want
@@ -773,3 +778,31 @@ def _text(v: Any) -> str:
 def _log_failure(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.warning("a quota lease was not given back (the sweep will): %s", fut.exception())
+
+
+class LeaseMetrics:
+    """Prometheus view of a server's quota leases (registered by the API when in use)."""
+
+    def __init__(self, state: LeasingRedisState) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.state
+        for name, help_text, value in (
+            ("tollguard_lease_grants", "Quota leases granted to this server", s.granted),
+            ("tollguard_lease_decisions", "Authorize answers from a lease", s.leased_decisions),
+            (
+                "tollguard_lease_exact_decisions",
+                "Authorize answers by one Redis script run (no usable lease)",
+                s.exact_decisions,
+            ),
+            (
+                "tollguard_lease_record_failures",
+                "Calls allowed from a lease whose record could not be written",
+                s.carve_failures,
+            ),
+        ):
+            yield CounterMetricFamily(name, help_text, value=value)
+        yield GaugeMetricFamily(
+            "tollguard_leases_held", "Quota leases this server holds", value=len(s._leases)
+        )
