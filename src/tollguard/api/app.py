@@ -626,9 +626,8 @@ def create_app(
             result, fresh = await asyncio.to_thread(ingestor.store_new, accepted, "api")
             stored = {"inserted": result.inserted, "duplicates": result.duplicates}
         alerts, blocked = _detect(service, engine_box, fresh, key)
-        if cases is not None:
-            for alert in alerts:
-                cases.ingest(alert)
+        if cases is not None and alerts:
+            cases.ingest_batch(alerts)
         return _json(
             {
                 "accepted": len(accepted),

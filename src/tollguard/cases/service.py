@@ -14,6 +14,7 @@ fire on one hacked PBX (spend limit, new country, night traffic) make one case.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,9 @@ from tollguard.store.cases_schema import cases as cases_t
 
 NUMBER_CENTRIC = ("pump", "ait", "tariff", "wangiri", "prs", "premium")
 ENGINE_ACTOR = "tollguard"
+
+
+log = logging.getLogger(__name__)
 
 
 def default_grouping(alert: Alert) -> tuple[str, str, str]:
@@ -112,6 +116,37 @@ class CaseService:
         now = now or alert.detected_at
         with self.engine.begin() as conn:
             result = self._ingest(conn, alert, now)
+        return self._announce(alert, result, now)
+
+    def ingest_batch(self, alerts: Iterable[Alert]) -> list[IngestResult]:
+        """``ingest`` for the alerts of one batch of records, in event order, in one
+        transaction (one durable commit instead of one per alert); notifications go
+        out after it. Should the batch fail, each alert is filed on its own, so one bad
+        alert loses no other; its error is raised after the rest are filed."""
+        ordered = sorted(alerts, key=lambda a: (a.detected_at, a.id))
+        try:
+            with self.engine.begin() as conn:
+                results = [self._ingest(conn, a, a.detected_at) for a in ordered]
+        except Exception:
+            log.warning("a batch of %d alerts failed; filing them one by one", len(ordered))
+            return self._ingest_each(ordered)
+        return [self._announce(a, r, a.detected_at) for a, r in zip(ordered, results, strict=True)]
+
+    def _ingest_each(self, alerts: list[Alert]) -> list[IngestResult]:
+        out: list[IngestResult] = []
+        failed: Exception | None = None
+        for alert in alerts:
+            try:
+                out.append(self.ingest(alert))
+            except Exception as exc:
+                log.error("alert %s (%s) not filed into a case: %s", alert.id, alert.detector, exc)
+                failed = failed or exc
+        if failed is not None:
+            raise failed
+        return out
+
+    def _announce(self, alert: Alert, result: IngestResult, now: datetime) -> IngestResult:
+        """Tell the case's subscribers what the alert changed (opened, reopened, raised)."""
         event = {"created": "case.opened", "reopened": "case.reopened"}.get(result.outcome)
         if event is None and result.severity_raised:
             event = "case.severity_raised"

@@ -119,14 +119,8 @@ class LiveDetection:
         self._out.flush()
 
     def _file(self, alerts: list[Alert]) -> None:
-        for alert in alerts:
-            try:
-                result = self.cases.ingest(alert)
-            except Exception:
-                log.error("alert %s (%s) not filed into a case", alert.id, alert.detector)
-                raise
-            if result.outcome == "created":
-                self.stats.cases_opened += 1
+        results = self.cases.ingest_batch(alerts)  # one commit per batch of records
+        self.stats.cases_opened += sum(1 for r in results if r.outcome == "created")
 
     # -- restart ---------------------------------------------------------------
     def warm_up(self, days: float) -> int:
