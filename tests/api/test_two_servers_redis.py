@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -51,24 +53,40 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
     pytest.fail(f"tollguard serve on port {port} did not come up in 30 s")
 
 
-def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def two_servers(tmp_path: Path, limits: str, lease_calls: int = 0) -> Iterator[list[httpx.Client]]:
+    """Two `tollguard serve` processes on one flushed Redis database, account 'hammer'
+    with ``limits`` (TOML lines); clients to each. Both are stopped on the way out
+    (SIGTERM: they give back what they hold)."""
     ensure_redis()
     redis.Redis.from_url(REDIS_URL).flushdb()
     keys = tmp_path / "keys.toml"
-    keys.write_text(keys_toml())
-    # 'small' allows 2 calls/minute; give it a roomier copy: EUR 1/day, 0.5/hour, 250 calls
-    policy = policy_file(
-        tmp_path / "policy.toml",
-        "\n[accounts.hammer.limits]\nmax_spend_per_day = 1\nmax_calls_per_day = 250\n"
-        "max_call_duration_s = 120\n",
-    )
     keys.write_text(keys_toml().replace('"free"]', '"free", "hammer"]'))
+    policy = policy_file(tmp_path / "policy.toml", "\n[accounts.hammer.limits]\n" + limits)
     ports = [_free_port(), _free_port()]
-    procs = [_start(p, keys, policy) for p in ports]
+    procs = [_start(p, keys, policy, lease_calls) for p in ports]
+    clients: list[httpx.Client] = []
     try:
         for p, proc in zip(ports, procs, strict=True):
             _wait(p, proc)
         clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
+        yield clients
+    finally:
+        for c in clients:
+            c.close()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
+    # 'small' allows 2 calls/minute; a roomier account: EUR 1/day, 250 calls
+    limits = "max_spend_per_day = 1\nmax_calls_per_day = 250\nmax_call_duration_s = 120\n"
+    with two_servers(tmp_path, limits) as clients:
         at = "2024-06-03T12:00:00+02:00"
 
         def one(i: int) -> tuple[str, int, str]:
@@ -109,37 +127,14 @@ def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
             if r[0] == "allow" and i % 3 != 0
         )  # fmt: skip
         assert live > 0 and len(denied) > 0  # the limit was really reached
-        for c in clients:
-            c.close()
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
 
 
 def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_path: Path) -> None:
     """Decisions from leases (time now, so leases apply), ends on the other server at once
     (its record may still be on its way), then both stopped: the counters in Redis are
     exact and within the limits, and no lease is left behind."""
-    ensure_redis()
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    keys = tmp_path / "keys.toml"
-    keys.write_text(keys_toml().replace('"free"]', '"free", "hammer"]'))
-    policy = policy_file(
-        tmp_path / "policy.toml",
-        "\n[accounts.hammer.limits]\nmax_spend_per_day = 20\nmax_calls_per_day = 250\n"
-        "max_call_duration_s = 120\n",
-    )
-    ports = [_free_port(), _free_port()]
-    procs = [_start(p, keys, policy, lease_calls=20) for p in ports]
-    try:
-        for p, proc in zip(ports, procs, strict=True):
-            _wait(p, proc)
-        clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
+    limits = "max_spend_per_day = 20\nmax_calls_per_day = 250\nmax_call_duration_s = 120\n"
+    with two_servers(tmp_path, limits, lease_calls=20) as clients:
 
         def one(i: int) -> tuple[str, int, str, int]:
             c = clients[i % 2]
@@ -158,16 +153,6 @@ def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_pa
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(one, range(REQUESTS)))
         metrics = [c.get("/metrics").text for c in clients]
-        for c in clients:
-            c.close()
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     allowed = [r for r in results if r[0] == "allow"]
     assert {r[2] for r in results if r[0] == "deny"} <= {"spend_per_day", "calls_per_day"}
     assert len(allowed) < REQUESTS  # a limit was reached
