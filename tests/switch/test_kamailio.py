@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.limits.conftest import fresh_redis_url
 from tollguard.api.auth import hash_key
 
 ROOT = Path(__file__).parents[2]
@@ -47,11 +48,12 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
-def start_tollguard(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+def start_tollguard(tmp: Path, port: int, state: str) -> subprocess.Popen[bytes]:
     (tmp / "policy.toml").write_text(
         f'[defaults]\ncountry = "NL"\ntimezone = "Europe/Amsterdam"\nrates = "{RATES}"\n\n'
         "[accounts.pbx.limits]\nmax_calls_per_day = 3\nmax_spend_per_day = 500\n"
-        'blocked_countries = ["TL"]\n'
+        'blocked_countries = ["TL"]\n\n'
+        "[accounts.trunk.limits]\nmax_calls_per_day = 1000\nmax_spend_per_day = 500\n"
     )
     (tmp / "keys.toml").write_text(
         f'[[keys]]\nname = "kamailio"\nrole = "switch"\ntenant = "*"\n'
@@ -61,7 +63,9 @@ def start_tollguard(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "tollguard.commands.serve", "serve",
         "--policy", str(tmp / "policy.toml"), "--keys", str(tmp / "keys.toml"),
-        "--state", "memory://", "--port", str(port),
+        "--port", str(port),
+        *(["--state", fresh_redis_url(), "--lease-calls", "10"] if state == "redis-leases"
+          else ["--state", state]),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
@@ -120,10 +124,13 @@ def sipp(tmp: Path, sip_port: int, code: int, calls: list[tuple[str, str]], name
     return done.returncode
 
 
-def test_kamailio_asks_tollguard_for_every_invite(tmp_path: Path) -> None:
+@pytest.mark.parametrize("state", ["memory://", "redis-leases"])
+def test_kamailio_asks_tollguard_for_every_invite(tmp_path: Path, state: str) -> None:
+    """In memory, and on Redis with quota leases (the trunk's calls after its first are
+    answered from a lease; their BYEs reach /end while the records may be on their way)."""
     ensure_switch_tools()
     api_port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
-    api = start_tollguard(tmp_path, api_port)
+    api = start_tollguard(tmp_path, api_port, state)
     kam = None
     try:
         kam = start_kamailio(tmp_path, sip_port, api_port)
@@ -135,6 +142,8 @@ def test_kamailio_asks_tollguard_for_every_invite(tmp_path: Path) -> None:
         assert sipp(tmp_path, sip_port, 403, [("pbx", "00670771234567")] * 2, "blocked") == 0
         # an unknown account is denied too
         assert sipp(tmp_path, sip_port, 403, [("stranger", "0201234567")], "unknown") == 0
+        # a busier account: six calls, answered and hung up
+        assert sipp(tmp_path, sip_port, 200, [("trunk", "0201234567")] * 6, "trunk") == 0
         # the switch reported the ends: no live calls left, three calls counted today
         counters = httpx.get(
             f"http://127.0.0.1:{api_port}/v1/accounts/pbx/counters",
@@ -146,6 +155,14 @@ def test_kamailio_asks_tollguard_for_every_invite(tmp_path: Path) -> None:
             headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=5,
         )  # fmt: skip
         assert (counters.json()["calls_day"], counters.json()["concurrent"]) == (3, 0)
+        trunk = httpx.get(
+            f"http://127.0.0.1:{api_port}/v1/accounts/trunk/counters",
+            headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=5,
+        ).json()  # fmt: skip
+        assert (trunk["calls_day"], trunk["concurrent"]) == (6, 0)
+        if state == "redis-leases":
+            lines = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=5).text
+            assert "tollguard_lease_decisions_total 5.0" in lines  # all but the first
         # tollguard gone: the switch answers 503 (fail-closed)
         api.terminate()
         api.wait(timeout=10)
