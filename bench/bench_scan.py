@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -55,16 +56,16 @@ def _simulated() -> tuple[Path, Policy, int]:
     return cdr, load_policy(folder / "policy.toml"), rows
 
 
-def _best(fn: object, repeat: int = 3) -> float:
+def _best(fn: Callable[[], object], repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         times.append(time.perf_counter() - t0)
     return min(times)
 
 
-def _policy():  # type: ignore[no-untyped-def]
+def _policy() -> Policy:
     deck = write_deck(OUT / "rates.csv")
     return parse_policy(
         {"defaults": {"country": "NL", "timezone": "Europe/Amsterdam", "rates": str(deck)}}
@@ -82,7 +83,8 @@ def _child_peak(path: Path, detect: bool) -> dict[str, float]:
     if detect:
         cmd.append("--detect")
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    peak: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return peak
 
 
 def main() -> None:

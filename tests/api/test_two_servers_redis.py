@@ -53,6 +53,13 @@ def _wait(port: int, proc: subprocess.Popen[bytes]) -> None:
     pytest.fail(f"tollguard serve on port {port} did not come up in 30 s")
 
 
+def amount_e4(r: redis.Redis, key: str, field: str) -> Decimal:
+    """A hash field counted in 1/10000 of the currency (absent: 0), as an amount."""
+    raw = r.hget(key, field)
+    assert not isinstance(raw, bytes)  # the client decodes responses
+    return Decimal(raw or 0) / 10_000
+
+
 @contextlib.contextmanager
 def two_servers(tmp_path: Path, limits: str, lease_calls: int = 0) -> Iterator[list[httpx.Client]]:
     """Two `tollguard serve` processes on one flushed Redis database, account 'hammer'
@@ -162,7 +169,7 @@ def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_pa
     (spend_key,) = r.scan_iter("tg:{hammer}:sd:*")
     ended = sum(x[3] for x in allowed)
     assert int(r.get(calls_key) or 0) == len(allowed) <= 250
-    spent, reserved = (Decimal(r.hget(spend_key, f) or 0) / 10_000 for f in ("s", "r"))
+    spent, reserved = (amount_e4(r, spend_key, f) for f in ("s", "r"))
     assert spent == Decimal("0.05") * ended
     assert reserved == sum(
         Decimal("0.10") if x[1] == 120 else Decimal("0.05") for x in allowed if not x[3]

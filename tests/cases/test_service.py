@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from tollguard.cases import audit
 from tollguard.cases.model import CaseError, human_duration
-from tollguard.cases.service import CaseService
+from tollguard.cases.service import CaseService, TuningRecord
 from tollguard.policy import parse_policy
 
 from .conftest import T0, MakeAlert
@@ -126,7 +126,7 @@ def test_closed_case_reopens_when_pattern_returns(engine: Engine, make_alert: Ma
 
 
 def test_false_positive_produces_tuning(engine: Engine, make_alert: MakeAlert) -> None:
-    seen = []
+    seen: list[TuningRecord] = []
     svc = CaseService(engine, tuning_hooks=[seen.append])
     cid = svc.ingest(make_alert()).case.id
     svc.false_positive(cid, actor="ana", now=T0 + timedelta(hours=1), note="new office in Dili")

@@ -129,7 +129,7 @@ def test_values_that_need_the_general_reading(
 
 def test_prefetch_keeps_order_errors_and_stops_early() -> None:
     import threading
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
 
     from tollguard.cdr.blocks import prefetch
 
@@ -151,6 +151,7 @@ def test_prefetch_keeps_order_errors_and_stops_early() -> None:
     assert got == [0, 1, 2, 3, 4]
     early = prefetch(items(False))
     assert next(early) == 0
+    assert isinstance(early, Generator)  # prefetch is a generator function
     early.close()  # the worker is told to stop and the source is closed
     assert closed == [True, True, True]
     assert not [t for t in threading.enumerate() if t.name == "tollguard-prefetch"]

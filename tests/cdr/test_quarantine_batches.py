@@ -164,6 +164,7 @@ def test_block_reader_splits_exactly_at_line_ends(tmp_path: Path, batch_rows: in
 
 def test_fast_and_line_by_line_paths_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tollguard.cdr.read as read_module
+    from tollguard.cdr.csvread import split_block as real
 
     lines = [
         line(f"5.{i}", i % 4, disposition="BUSY" if i % 5 == 0 else "ANSWERED") for i in range(50)
@@ -173,7 +174,6 @@ def test_fast_and_line_by_line_paths_agree(tmp_path: Path, monkeypatch: pytest.M
     path = tmp_path / "m.csv"
     path.write_bytes(("\r\n".join(lines) + "\r\n").encode())
     used: list[bool] = []
-    real = read_module.split_block
 
     def spy(*args: Any) -> Any:
         result = real(*args)

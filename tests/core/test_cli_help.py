@@ -3,9 +3,9 @@ silently swallow a ``[tenants]`` or ``[defaults]`` (write ``\\[`` for a literal 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
-import click
 import typer.main
 from rich.errors import MarkupError
 from rich.text import Text
@@ -13,7 +13,18 @@ from rich.text import Text
 from tollguard.cli import _register, app
 
 
-def _commands(cmd: click.Command, path: str) -> Iterator[tuple[str, click.Command]]:
+class _Command(Protocol):
+    """What the walk reads of a command. ``typer.main.get_command`` returns typer's
+    vendored click ``Command``, whose class is only reachable as ``typer._click``."""
+
+    @property
+    def help(self) -> str | None: ...
+
+    @property
+    def params(self) -> Sequence[object]: ...
+
+
+def _commands(cmd: _Command, path: str) -> Iterator[tuple[str, _Command]]:
     yield path, cmd
     for name, sub in getattr(cmd, "commands", {}).items():
         yield from _commands(sub, f"{path} {name}")

@@ -118,7 +118,7 @@ def fill_exactly(url: str, prefix: str, **limits: int) -> list[int]:
     """With every lease given back, the exact path takes what is left, call by call."""
     exact = RedisState(url)
     try:
-        out = []
+        out: list[int] = []
         for i in range(200):
             r = exact.reserve(request(f"{prefix}{i}", **limits))
             if not r.ok:

@@ -147,7 +147,7 @@ def test_reconnects_after_the_connection_is_killed_and_script_flushed(
         pipe = rstate._pipe
         assert pipe is not None and pipe._transport is not None
         host, port = pipe._transport.get_extra_info("sockname")[:2]
-        admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+        admin.client_kill_filter(addr=f"{host}:{port}")
         await asyncio.sleep(0.05)  # let the loop see the closed socket
         admin.script_flush()  # Redis forgot the script too: EVALSHA -> NOSCRIPT -> EVAL
         out.append((await s.authorize_async("acme", "1", "0201234567", "k2", MON_NOON)).decision)
@@ -174,7 +174,7 @@ def test_killed_connection_fails_pending_commands_with_connection_error(
         # BLPOP holds the reply back; killing the client fails it
         blocked = asyncio.ensure_future(pipe.execute([b"BLPOP", b"tg:test:never", b"0"]))
         await asyncio.sleep(0.05)
-        admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+        admin.client_kill_filter(addr=f"{host}:{port}")
         with pytest.raises(redis.ConnectionError):
             await blocked
         assert await pipe.execute([b"PING"]) == "PONG"

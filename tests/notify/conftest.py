@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 import shutil
 import socket
 import ssl
@@ -9,6 +10,8 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,12 @@ class SmtpServer:
     host: str
     port: int
     collector: Collector
+
+
+def message_of(envelope: Envelope) -> EmailMessage:
+    """A received mail, parsed (the controller keeps the DATA as bytes: no decode_data)."""
+    assert isinstance(envelope.content, bytes)
+    return email.message_from_bytes(envelope.content, policy=email_policy.default)
 
 
 def free_port() -> int:

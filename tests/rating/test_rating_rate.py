@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import polars as pl
 import pytest
@@ -30,7 +31,7 @@ RETAIL = (
 WHOLESALE = "prefix,destination,rate_per_minute,billing\n31,Netherlands,0.0050,1/1\n"
 
 
-def make_frame(calls: list[dict[str, Any]]) -> pl.DataFrame:
+def make_frame(calls: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
     """Records with every RECORD/NUMBERING column; callers give the ones that matter."""
     rows = []
     for i, call in enumerate(calls):
@@ -193,7 +194,7 @@ def test_rate_call(policy_dir: Path) -> None:
 def test_rate_frame_unrated_unanswered_and_order(tmp_path: Path) -> None:
     deck = RateDeck.load(write(tmp_path / "d.csv", RETAIL))
     rater = Rater.from_decks(deck)
-    calls = [
+    calls: list[dict[str, Any]] = [
         {"callee_e164": "+67077123456", "billsec": 1},
         {"callee_e164": "+44201234567", "billsec": 30},
         {"callee_e164": None},
@@ -353,13 +354,21 @@ def random_deck_text(rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+class RandomCall(TypedDict):
+    account: str
+    callee_e164: str | None
+    start: datetime
+    billsec: int
+    disposition: str
+
+
 def test_100k_random_rows_match_per_call_rating() -> None:
     rng = random.Random(20250101)
     decks = {n: RateDeck.parse(random_deck_text(rng), n) for n in ("a", "b")}
     rater = Rater.from_decks(decks["a"], {"acc-b": decks["b"], "acc-none": None})
     accounts = ["acc-a", "acc-b", "acc-none", ""]
     known = sorted({r.prefix for d in decks.values() for r in d.rows})
-    calls = []
+    calls: list[RandomCall] = []
     for _ in range(100_000):
         head = rng.choice(known) if rng.random() < 0.7 else str(rng.randint(1, 99))
         digits = (head + str(rng.randint(0, 10 ** rng.randint(1, 10))))[:15]

@@ -3,16 +3,15 @@ normal traffic, CSV/PDF/HTML, the CLI, and the schedule mailing a local SMTP ser
 
 from __future__ import annotations
 
-import email
-import email.policy
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import polars as pl
 from typer.testing import CliRunner
 
-from tests.notify.conftest import SmtpServer
+from tests.notify.conftest import SmtpServer, message_of
 from tests.web.demodata import HACKED, TZ, Demo
 from tollguard.reports.daily import daily_report
 from tollguard.reports.daily_render import render
@@ -122,8 +121,8 @@ def test_cli_daily(demo: Demo) -> None:
 
 
 def test_schedule_mails_the_report_with_csv_once(
-    demo: Demo, smtp_server: SmtpServer, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    demo: Demo, smtp_server: SmtpServer, tmp_path: Path
+) -> None:
     from tollguard.cli import _register, app
 
     _register()
@@ -148,7 +147,7 @@ def test_schedule_mails_the_report_with_csv_once(
     envelopes = smtp_server.collector.messages
     by_rcpt = {e.rcpt_tos[0]: e for e in envelopes}
     assert set(by_rcpt) == {"it@hoek.example", "kapper@example.net"}
-    msg = email.message_from_bytes(by_rcpt["it@hoek.example"].content, policy=email.policy.default)
+    msg = message_of(by_rcpt["it@hoek.example"])
     assert f"{HACKED} {day}" in msg["Subject"] and "DEVIATIONS" in msg["Subject"]
     attachments = [p for p in msg.iter_attachments()]
     assert [a.get_filename() for a in attachments] == [f"tollguard-{HACKED}-{day}.csv"]
@@ -156,9 +155,7 @@ def test_schedule_mails_the_report_with_csv_once(
     calls, _, cost_e4 = sums(demo, HACKED, day)
     total = csv_text.splitlines()[1].split(",")
     assert int(total[3]) == calls and Decimal(total[6]) == Decimal(cost_e4) / 10000
-    kapper = email.message_from_bytes(
-        by_rcpt["kapper@example.net"].content, policy=email.policy.default
-    )
+    kapper = message_of(by_rcpt["kapper@example.net"])
     assert str(day - timedelta(days=1)) in kapper["Subject"]
     # a second run at the same time sends nothing more
     again = CliRunner().invoke(app, args)

@@ -75,7 +75,7 @@ def test_asterisk_master_csv_layout(ast_dir: Path) -> None:
     rows = _rows(ast_dir / "Master.csv")
     assert len(rows) == len(raw) > 1000
     assert not raw[0].startswith('"accountcode"')  # no header
-    dispositions = Counter()
+    dispositions: Counter[str] = Counter()
     for line, row in zip(raw, rows, strict=True):
         assert len(row) == 18
         # strings quoted, duration and billsec bare integers, empty answer bare (",,")
@@ -256,7 +256,9 @@ def test_normal_traffic_week_shape(normal_month: tuple[Simulation, list]) -> Non
     _, calls = normal_month
     holidays = dutch_holidays(2027)
     by_hour: Counter[int] = Counter()
-    weekday, weekend, holiday = Counter(), Counter(), Counter()
+    weekday: Counter[date] = Counter()
+    weekend: Counter[date] = Counter()
+    holiday: Counter[date] = Counter()
     for c in calls:
         local = c.start.astimezone(AMS)
         day = local.date()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
@@ -123,6 +123,7 @@ def test_csrf_token_required_on_every_post(demo: Demo) -> None:
 # -- pages and figures -------------------------------------------------------------
 def test_overview_figures_equal_scan_totals(demo: Demo) -> None:
     last = demo.rated.get_column("lday").max()
+    assert isinstance(last, date)
     client = demo.client("admin")
     html = client.get(f"/?day={last}").text
     assert "Looking back" in html
@@ -196,9 +197,9 @@ def test_case_page_shows_explanations_records_and_exports(demo: Demo) -> None:
     from tollguard.cases.records import load_rated_db
     from tollguard.reports.evidence import select_case_records
 
-    records = select_case_records(
-        load_rated_db(demo.cases.engine), case, demo.cases.case_alerts(case.id)
-    )
+    rated = load_rated_db(demo.cases.engine)
+    assert rated is not None
+    records = select_case_records(rated, case, demo.cases.case_alerts(case.id))
     assert f'id="case-records">{records.height:,}<' in html
     total = int(records.get_column("cost_e4").sum())
     assert f'id="case-cost">EUR {total // 10000}.{total % 10000:04d}<' in html
