@@ -340,3 +340,37 @@ def test_one_server_calling_two_places_reaches_the_shared_limit_exactly(url: str
     assert set(outcomes[first_denied:]) == {-1}  # nothing was denied while budget was held
     reserved = outcomes[:first_denied]
     assert sum(reserved) == limit and reserved[-1] == 700
+
+
+@pytest.mark.parametrize("written", [False, True])
+def test_records_lost_with_the_connection_are_written_again(url: str, written: bool) -> None:
+    """The connection drops with a batch of records in flight: before it reached Redis,
+    or after Redis ran it (the reply lost). Sent again, the records land once and the
+    lease's accounting stays exact."""
+    s = LeasingRedisState(url, calls=10, share=4)
+
+    async def run() -> None:
+        await listening(s)
+        for i in range(4):
+            assert (await s.reserve_async(request(f"lost{i}"))).ok
+        s._flush_carves()
+        pipe = s._pipe
+        assert pipe is not None
+        if written:  # out on the socket before the drop: Redis runs it, the reply is lost
+            pipe._ticks = 0
+            pipe._flush()
+        pipe.close()
+        await s.drain()  # the batch goes again, on a new connection
+        await s.drain()
+        assert s.carve_failures == 0
+        for i in range(4):
+            assert (await s.get_call_async(f"lost{i}")) is not None
+        lease = next(iter(s._leases.values()))
+        assert lease.calls_left == lease.calls_granted - 3  # no share was credited back
+
+    try:
+        asyncio.run(run())
+    finally:
+        s.close()
+    assert s.read_counts([CALLS_DAY]) == [4]
+    assert int(raw(url).get(CALLS_DAY) or 0) == 4  # leases back: exact

@@ -58,6 +58,7 @@ NO_LEASE_BACKOFF_S = 1.0  # after a refused lease, the exact path for this long
 UNKNOWN_CALL_RETRIES_S = (0.01, 0.02, 0.04, 0.08)  # another server's record on its way
 RECENT_CALLS = 50_000  # call ids answered here, remembered for switch retries
 CARVE_DELAY_S = 0.002  # the call records of this long are written in one script run
+CARVE_RETRIES_S = (0.05, 0.2, 1.0)  # pauses before writing records again after a failure
 
 # KEYS: blk, leases, lease, counts..., spends...
 # ARGV: now, want, calls, share, expires_at, acct, lid, nc, ns, counts (newline-joined),
@@ -161,7 +162,9 @@ for b = 0, #ARGV - 9, 9 do
   local lid, cid, acct = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local ck = 'tg:call:' .. cid
   if redis.call('EXISTS', ck) == 1 then
-    table.insert(dups, b / 9)
+    -- recorded before: by another server (a retry of the switch: a duplicate), or by this
+    -- very batch sent again after its reply was lost (nothing to do)
+    if redis.call('HGET', ck, 'lease') ~= lid then table.insert(dups, b / 9) end
   else
     local l = by_lease[lid]
     if not l then
@@ -530,28 +533,39 @@ class LeasingRedisState(RedisState):
             return
         entries, calls = self._carves, self._carve_calls
         self._carves, self._carve_calls = [], []
-        self._send_carves(calls, len(entries) + 1, encode_bulks([b"0", *entries]), retry=False)
+        self._send_carves(calls, len(entries) + 1, encode_bulks([b"0", *entries]), attempt=0)
 
     def _send_carves(
-        self, calls: list[tuple[str, _Lease, int]], n: int, body: bytes, retry: bool
+        self, calls: list[tuple[str, _Lease, int]], n: int, body: bytes, attempt: int
     ) -> None:
         """One script run records the calls. The reply's future comes straight from the
-        connection (no task per batch); not connected, or Redis forgot the script: the
-        async path connects and resends."""
+        connection (no task per batch). Sent again (``attempt`` > 0) through the async
+        path, which connects first, after a pause: the connection dropped, Redis timed
+        out, or Redis forgot the script."""
         script = self._scripts["carve"]
         assert self._pipe is not None
-        sent = None if retry else self._pipe.evalsha_now(script.sha, n, body)
+        sent = None if attempt else self._pipe.evalsha_now(script.sha, n, body)
         fut: asyncio.Future[Reply] = (
             sent
             if sent is not None
-            else asyncio.ensure_future(self._complete(None, script, n, body))
+            else asyncio.ensure_future(self._resend(script, n, body, attempt))
         )
         for call_id, _, _ in calls:
             self._carving[call_id] = fut
-        fut.add_done_callback(lambda f: self._carved(f, calls, n, body))
+        fut.add_done_callback(lambda f: self._carved(f, calls, n, body, attempt))
+
+    async def _resend(self, script: _Script, n: int, body: bytes, attempt: int) -> Reply:
+        if attempt:
+            await asyncio.sleep(CARVE_RETRIES_S[attempt - 1])
+        return await self._complete(None, script, n, body)
 
     def _carved(
-        self, fut: asyncio.Future[Reply], calls: list[tuple[str, _Lease, int]], n: int, body: bytes
+        self,
+        fut: asyncio.Future[Reply],
+        calls: list[tuple[str, _Lease, int]],
+        n: int,
+        body: bytes,
+        attempt: int,
     ) -> None:
         for call_id, _, _ in calls:
             if self._carving.get(call_id) is fut:
@@ -559,10 +573,14 @@ class LeasingRedisState(RedisState):
         error = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
         if error is None and isinstance(fut.result(), redis.ResponseError):
             error = fut.result()
-            if str(error).startswith("NOSCRIPT"):
-                self._send_carves(calls, n, body, retry=True)
-                return
         if error is not None:
+            retryable = isinstance(error, redis.ConnectionError | redis.TimeoutError) or (
+                str(error).startswith("NOSCRIPT")
+            )
+            if retryable and attempt < len(CARVE_RETRIES_S):
+                log.warning("recording %d leased calls again: %s", len(calls), error)
+                self._send_carves(calls, n, body, attempt + 1)
+                return
             # The calls were allowed; their records could not be written. Counters keep
             # their share in the lease, which goes back when it expires.
             self.carve_failures += len(calls)
