@@ -374,3 +374,41 @@ def test_records_lost_with_the_connection_are_written_again(url: str, written: b
         s.close()
     assert s.read_counts([CALLS_DAY]) == [4]
     assert int(raw(url).get(CALLS_DAY) or 0) == 4  # leases back: exact
+
+
+def test_without_the_invalidation_channel_no_lease_is_used(url: str) -> None:
+    """The pub/sub connection drops (a block elsewhere would not be heard): leases held
+    are dropped, decisions take the exact path until the server has subscribed again."""
+    s = LeasingRedisState(url, calls=10, share=4)
+
+    async def run() -> None:
+        await listening(s)
+        for i in range(3):
+            assert (await s.reserve_async(request(f"ps{i}"))).ok
+        held = next(iter(s._leases.values()))
+        r = raw(url)  # this server's subscription only (other tests may run beside)
+        name = f"tollguard-leases-{s.server}"
+        (mine,) = [c for c in r.client_list() if c["name"] == name and c["sub"] != "0"]
+        r.client_kill_filter(_id=mine["id"])
+        for _ in range(500):
+            if not s._listening:
+                break
+            await asyncio.sleep(0.01)
+        assert not s._listening
+        before = s.exact_decisions
+        assert (await s.reserve_async(request("ps-exact"))).ok
+        assert s.exact_decisions == before + 1  # no lease while deaf
+        for _ in range(500):  # subscribed again by itself
+            if s._listening:
+                break
+            await asyncio.sleep(0.01)
+        assert s._listening
+        assert held.epoch != s._epoch  # the lease held before is not used again
+        assert (await s.reserve_async(request("ps-again"))).ok
+        await s.drain()
+
+    try:
+        asyncio.run(run())
+    finally:
+        s.close()
+    assert s.read_counts([CALLS_DAY]) == [5]

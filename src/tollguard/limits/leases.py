@@ -615,7 +615,9 @@ class LeasingRedisState(RedisState):
     async def _listen(self) -> None:
         """Follow invalidations; leases are used only while subscribed."""
         while True:
-            client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=2.0)
+            client = redis.asyncio.Redis.from_url(
+                self.url, socket_connect_timeout=2.0, client_name=f"tollguard-leases-{self.server}"
+            )
             try:
                 async with client.pubsub() as ps:
                     await ps.subscribe(CHANNEL)
