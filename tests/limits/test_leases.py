@@ -9,7 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import typer
+from typer.testing import CliRunner
 
+from tollguard.commands import register_all
 from tollguard.limits.leases import LEASE_TTL_S, LeasingRedisState
 from tollguard.limits.redis_state import RedisState
 from tollguard.limits.state import NO_LIMIT, BlockState, Check, ReserveRequest
@@ -412,3 +415,19 @@ def test_without_the_invalidation_channel_no_lease_is_used(url: str) -> None:
     finally:
         s.close()
     assert s.read_counts([CALLS_DAY]) == [5]
+
+
+@pytest.mark.parametrize(
+    ("state", "lease_calls", "message"),
+    [
+        ("memory://", "10", "need redis:// or unix:// state"),
+        ("redis://127.0.0.1:6379/15", "-1", "must be 0 (off) or more"),
+    ],
+)
+def test_serve_refuses_leases_it_cannot_keep(state: str, lease_calls: str, message: str) -> None:
+    app = typer.Typer()
+    register_all(app)
+    out = CliRunner().invoke(
+        app, ["serve", "--no-auth", "--state", state, "--lease-calls", lease_calls]
+    )
+    assert out.exit_code == 2 and message in out.output

@@ -62,6 +62,7 @@ def serve(
     lease_calls: Annotated[
         int,
         typer.Option(
+            envvar="TOLLGUARD_LEASE_CALLS",
             help="Redis only: decide up to N calls per account and place from a quota lease"
             " held by this server, without a Redis round trip (docs/authorize.md,"
             " 'Quota leases'). 0: every decision asks Redis."
