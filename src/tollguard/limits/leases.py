@@ -41,7 +41,6 @@ from tollguard.limits.periods import account_tag
 from tollguard.limits.redis_pipe import Reply, encode_bulks
 from tollguard.limits.redis_state import LUA_SHARED, RedisState
 from tollguard.limits.state import (
-    NO_LIMIT,
     BlockState,
     CallState,
     EndResult,
@@ -295,7 +294,7 @@ class LeasingRedisState(RedisState):
 
     # -- authorize -------------------------------------------------------------------
     async def reserve_async(self, req: ReserveRequest) -> ReserveResult:
-        if req.force or req.max_concurrent != NO_LIMIT or abs(req.now - time.time()) > LIVE_SKEW_S:
+        if req.force or abs(req.now - time.time()) > LIVE_SKEW_S:
             return await super().reserve_async(req)
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
