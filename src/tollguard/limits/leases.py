@@ -396,7 +396,7 @@ class LeasingRedisState(RedisState):
                 log.warning("could not ask for the next quota lease: %s", exc)
                 return
             finally:
-                del self._refilling[ident]
+                self._refilling.pop(ident, None)
             if lease is not None:
                 old = self._next.pop(ident, None)
                 if old is not None:
