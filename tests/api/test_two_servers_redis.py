@@ -16,11 +16,10 @@ import httpx
 import pytest
 import redis
 
-from tests.limits.conftest import ensure_redis, policy_file
+from tests.limits.conftest import fresh_redis_url, policy_file
 
 from .conftest import auth, keys_toml
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
 REQUESTS = 300  # bounded: 300 authorize + their ends, 8 threads
 
 
@@ -30,10 +29,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(port: int, keys: Path, policy: Path, lease_calls: int = 0) -> subprocess.Popen[bytes]:
+def _start(
+    url: str, port: int, keys: Path, policy: Path, lease_calls: int = 0
+) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "tollguard.commands.serve", "serve", "--policy", str(policy),
-        "--keys", str(keys), "--state", REDIS_URL, "--port", str(port), "--sweep-interval", "0",
+        "--keys", str(keys), "--state", url, "--port", str(port), "--sweep-interval", "0",
         "--lease-calls", str(lease_calls),
     ]  # fmt: skip
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -61,23 +62,24 @@ def amount_e4(r: redis.Redis, key: str, field: str) -> Decimal:
 
 
 @contextlib.contextmanager
-def two_servers(tmp_path: Path, limits: str, lease_calls: int = 0) -> Iterator[list[httpx.Client]]:
-    """Two `tollguard serve` processes on one flushed Redis database, account 'hammer'
-    with ``limits`` (TOML lines); clients to each. Both are stopped on the way out
-    (SIGTERM: they give back what they hold)."""
-    ensure_redis()
-    redis.Redis.from_url(REDIS_URL).flushdb()
+def two_servers(
+    tmp_path: Path, limits: str, lease_calls: int = 0
+) -> Iterator[tuple[list[httpx.Client], redis.Redis]]:
+    """Two `tollguard serve` processes on this test worker's flushed Redis database,
+    account 'hammer' with ``limits`` (TOML lines); clients to each, and a client of that
+    database. Both are stopped on the way out (SIGTERM: they give back what they hold)."""
+    url = fresh_redis_url()
     keys = tmp_path / "keys.toml"
     keys.write_text(keys_toml().replace('"free"]', '"free", "hammer"]'))
     policy = policy_file(tmp_path / "policy.toml", "\n[accounts.hammer.limits]\n" + limits)
     ports = [_free_port(), _free_port()]
-    procs = [_start(p, keys, policy, lease_calls) for p in ports]
+    procs = [_start(url, p, keys, policy, lease_calls) for p in ports]
     clients: list[httpx.Client] = []
     try:
         for p, proc in zip(ports, procs, strict=True):
             _wait(p, proc)
         clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", timeout=10) for p in ports]
-        yield clients
+        yield clients, redis.Redis.from_url(url, decode_responses=True)
     finally:
         for c in clients:
             c.close()
@@ -93,7 +95,7 @@ def two_servers(tmp_path: Path, limits: str, lease_calls: int = 0) -> Iterator[l
 def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
     # 'small' allows 2 calls/minute; a roomier account: EUR 1/day, 250 calls
     limits = "max_spend_per_day = 1\nmax_calls_per_day = 250\nmax_call_duration_s = 120\n"
-    with two_servers(tmp_path, limits) as clients:
+    with two_servers(tmp_path, limits) as (clients, _):
         at = "2024-06-03T12:00:00+02:00"
 
         def one(i: int) -> tuple[str, int, str]:
@@ -141,7 +143,7 @@ def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_pa
     (its record may still be on its way), then both stopped: the counters in Redis are
     exact and within the limits, and no lease is left behind."""
     limits = "max_spend_per_day = 20\nmax_calls_per_day = 250\nmax_call_duration_s = 120\n"
-    with two_servers(tmp_path, limits, lease_calls=20) as clients:
+    with two_servers(tmp_path, limits, lease_calls=20) as (clients, r):
 
         def one(i: int) -> tuple[str, int, str, int]:
             c = clients[i % 2]
@@ -163,7 +165,6 @@ def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_pa
     allowed = [r for r in results if r[0] == "allow"]
     assert {r[2] for r in results if r[0] == "deny"} <= {"spend_per_day", "calls_per_day"}
     assert len(allowed) < REQUESTS  # a limit was reached
-    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     assert list(r.scan_iter("tg:lease:*")) == [] and r.hgetall("tg:{hammer}:leased") == {}
     (calls_key,) = r.scan_iter("tg:{hammer}:cd:*")
     (spend_key,) = r.scan_iter("tg:{hammer}:sd:*")

@@ -421,7 +421,7 @@ def test_without_the_invalidation_channel_no_lease_is_used(url: str) -> None:
 @pytest.mark.parametrize(
     ("state", "lease_calls", "message"),
     [
-        ("memory://", "10", "need redis:// or unix:// state"),
+        ("memory://", "10", "need a Redis state URL"),
         ("redis://127.0.0.1:6379/15", "-1", "must be 0 (off) or more"),
     ],
 )

@@ -16,8 +16,8 @@ def open_state(url: str, lease_calls: int = 0) -> StateBackend:
     """``lease_calls`` > 0: Redis decides through quota leases of that many calls."""
     if lease_calls < 0:
         raise StateURLError("--lease-calls must be 0 (off) or more")
-    if lease_calls and not url.startswith(("redis://", "unix://")):
-        raise StateURLError("quota leases (--lease-calls) need redis:// or unix:// state")
+    if lease_calls and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise StateURLError("quota leases (--lease-calls) need a Redis state URL")
     if url in ("memory", "memory://"):
         return MemoryState()
     if url.startswith("sqlite:///"):

@@ -15,7 +15,7 @@ the decision takes the exact path: one atomic script per call.
 
 A lease is used for at most ``lifetime_s`` and then given back (what is unused returns
 to the counters). A block, unblock, policy change or counter reset on any server is
-published on ``tg:lease-inval``; every server drops that account's leases at once, and
+published on ``tg:lease-inval:<db>``; every server drops that account's leases at once, and
 uses no lease while it is not subscribed. A server that dies leaves its leases to the
 expiry sweep, which gives them back after ``LEASE_TTL_S`` (event time).
 """
@@ -50,7 +50,7 @@ from tollguard.limits.state import (
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "tg:lease-inval"
+CHANNEL = "tg:lease-inval"  # + ":<db>": pub/sub is server-wide, the state is per database
 LEASE_TTL_S = 60  # a lease its server stopped renewing is given back after this (event time)
 LIVE_SKEW_S = 5.0  # requests with an explicit time further from now take the exact path
 NO_LEASE_BACKOFF_S = 1.0  # after a refused lease, the exact path for this long
@@ -61,11 +61,12 @@ CARVE_RETRIES_S = (0.05, 0.2, 1.0)  # pauses before writing records again after 
 
 # KEYS: blk, leases, lease, counts..., spends...
 # ARGV: now, want, calls, share, expires_at, acct, lid, nc, ns, counts (newline-joined),
-#       spends (newline-joined), max_concurrent, (limit, ttl) per check.
+#       spends (newline-joined), max_concurrent, (limit, ttl) per check, the channel.
 # With a concurrent-calls limit the lease also holds one slot per call in the live set
 # (members ``~<lid>#<i>``), which its calls take over one by one.
 # Returns {0} (no lease: blocked, or too little left) or {1, calls, limited, remaining}.
-# Near a limit the leases held elsewhere are called back (published on CHANNEL).
+# Near a limit the leases held elsewhere are called back (published on the channel, the
+# last argument).
 _GRANT = (
     LUA_SHARED
     + r"""
@@ -109,7 +110,7 @@ end
 if k < 2 then
   -- too little left to lease: the leases other servers hold must come back, so the
   -- exact path sees all that is left
-  if redis.call('ZCARD', KEYS[2]) > 0 then redis.call('PUBLISH', '@CHANNEL@', acct) end
+  if redis.call('ZCARD', KEYS[2]) > 0 then redis.call('PUBLISH', ARGV[#ARGV], acct) end
   return {0}
 end
 local res = k * want
@@ -141,7 +142,7 @@ redis.call('HSET', KEYS[3], 'acct', acct, 'res', res, 'cnt', k, 'counts', ARGV[1
 redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), ARGV[7])
 redis.call('SADD', 'tg:accounts-live', acct)
 return {1, k, limited, remaining}
-""".replace("@CHANNEL@", CHANNEL)
+"""
 )
 
 # ARGV: lid
@@ -252,12 +253,11 @@ class LeasingRedisState(RedisState):
 
     def __init__(self, url: str, calls: int = 100, share: int = 8, lifetime_s: float = 5.0) -> None:
         super().__init__(url)
-        if self._pipe is None:
-            raise ValueError("quota leases need redis:// or unix:// (not rediss://)")
         self.calls = calls
         self.share = share
         self.lifetime_s = lifetime_s
         self.server = uuid.uuid4().hex[:12]
+        self.channel = f"{CHANNEL}:{self._pipe.params.get('db', 0)}"
         self._seq = itertools.count(1)
         self._scripts = {
             name: _Script(self.r.register_script(body).sha.encode(), body.encode())
@@ -484,6 +484,7 @@ class LeasingRedisState(RedisState):
         items += (counts, spends, str(req.max_concurrent).encode())
         for c in checks:
             items += (str(c.limit).encode(), str(c.ttl_s).encode())
+        items.append(self.channel.encode())
         out = await self._submit("grant", len(items), encode_bulks(items))
         if not isinstance(out, list) or int(out[0]) == 0:
             return None
@@ -511,14 +512,12 @@ class LeasingRedisState(RedisState):
         reach Redis before the lease goes back), and its reply as a future."""
         self._flush_carves()
         script = self._scripts[name]
-        assert self._pipe is not None
         sent = self._pipe.evalsha_now(script.sha, n, body)
         return asyncio.ensure_future(self._complete(sent, script, n, body))
 
     async def _complete(
         self, sent: asyncio.Future[Reply] | None, script: _Script, n: int, body: bytes
     ) -> Reply:
-        assert self._pipe is not None
         if sent is not None:
             reply = await sent
             if not isinstance(reply, redis.ResponseError):
@@ -542,7 +541,6 @@ class LeasingRedisState(RedisState):
         path, which connects first, after a pause: the connection dropped, Redis timed
         out, or Redis forgot the script."""
         script = self._scripts["carve"]
-        assert self._pipe is not None
         sent = None if attempt else self._pipe.evalsha_now(script.sha, n, body)
         fut: asyncio.Future[Reply] = (
             sent
@@ -619,7 +617,7 @@ class LeasingRedisState(RedisState):
             )
             try:
                 async with client.pubsub() as ps:
-                    await ps.subscribe(CHANNEL)
+                    await ps.subscribe(self.channel)
                     async for msg in ps.listen():
                         if msg["type"] == "subscribe":
                             self._epoch += 1  # whatever was missed before: start over
@@ -661,7 +659,7 @@ class LeasingRedisState(RedisState):
 
     def _changed(self, account: str) -> None:
         self.invalidate(account)
-        self.r.publish(CHANNEL, account)
+        self.r.publish(self.channel, account)
 
     # -- the lifecycle waits for a call's record ---------------------------------------
     # A call answered from a lease here is awaited until its record is written; one

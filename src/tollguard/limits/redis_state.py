@@ -431,7 +431,7 @@ class RedisState:
         self._release = self.r.register_script(_RELEASE)
         self._reset = self.r.register_script(_RESET)
         # authorize from the event loop: pipelined, never blocking the loop (redis_pipe)
-        self._pipe = PipelinedRedis(url, timeout_s=2.0) if PipelinedRedis.supports(url) else None
+        self._pipe = PipelinedRedis(url, timeout_s=2.0)
         self._reserve_sha = self._reserve.sha.encode()
         self._reserve_body = _RESERVE.encode()
 
@@ -446,8 +446,6 @@ class RedisState:
         return _reserve_result(req, meta, self._reserve(keys=keys, args=args))
 
     async def reserve_async(self, req: ReserveRequest) -> ReserveResult:
-        if self._pipe is None:
-            return self.reserve(req)
         n, body, meta = _reserve_call(req)
         out = await self._pipe.evalsha_encoded(self._reserve_sha, self._reserve_body, n, body)
         return _reserve_result(req, meta, out)
@@ -470,11 +468,8 @@ class RedisState:
             n += int(self._expire(keys=_expire_keys(acct), args=[repr(now), acct]))
         return n
 
-    # -- the lifecycle from the event loop: over the pipelined connection, never blocking
-    # it (with rediss:// on a worker thread, as redis-py's blocking client)
+    # -- the lifecycle from the event loop: over the pipelined connection, never blocking it
     async def _eval(self, script: Script, keys: list[str], args: list[str]) -> Any:
-        if self._pipe is None:
-            return await asyncio.to_thread(script, keys, args)
         return await self._pipe.evalsha(
             script.sha.encode(),
             script.script.encode() if isinstance(script.script, str) else bytes(script.script),
@@ -483,8 +478,6 @@ class RedisState:
         )
 
     async def get_call_async(self, call_id: str) -> CallState | None:
-        if self._pipe is None:
-            return await asyncio.to_thread(self.get_call, call_id)
         flat = await self._pipe.execute([b"HGETALL", _call_key(call_id).encode()])
         return _call_state(call_id, _pairs(flat))
 
@@ -499,8 +492,6 @@ class RedisState:
     async def expire_async(self, now: float, account: str | None = None) -> int:
         if account is not None:
             accounts = [account]
-        elif self._pipe is None:
-            accounts = [str(a) for a in await asyncio.to_thread(self.r.smembers, LIVE_ACCOUNTS)]
         else:
             members = await self._pipe.execute([b"SMEMBERS", LIVE_ACCOUNTS.encode()])
             accounts = [_text(a) for a in members] if isinstance(members, list) else []
@@ -553,8 +544,6 @@ class RedisState:
         return dict(json.loads(raw)) if raw else None
 
     async def get_override_async(self, account: str) -> dict[str, Any] | None:
-        if self._pipe is None:
-            return await asyncio.to_thread(self.get_override, account)
         raw = await self._pipe.execute([b"GET", (account_tag(account) + ":pol").encode()])
         return dict(json.loads(raw)) if raw else None
 
@@ -577,6 +566,5 @@ class RedisState:
         """Every decision was written before it was answered: nothing to hand back."""
 
     def close(self) -> None:
-        if self._pipe is not None:
-            self._pipe.close()
+        self._pipe.close()
         self.r.close()
