@@ -65,7 +65,7 @@ def serve(
             envvar="TOLLGUARD_LEASE_CALLS",
             help="Redis only: decide up to N calls per account and place from a quota lease"
             " held by this server, without a Redis round trip (docs/authorize.md,"
-            " 'Quota leases'). 0: every decision asks Redis."
+            " 'Quota leases'). 0: every decision asks Redis.",
         ),
     ] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
