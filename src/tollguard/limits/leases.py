@@ -278,7 +278,8 @@ class LeasingRedisState(RedisState):
         self._recent: dict[str, ReserveResult] = {}
         self._carves: list[bytes] = []  # encoded entries waiting for this loop iteration
         self._carve_calls: list[tuple[str, _Lease, int]] = []
-        self._carving: dict[str, asyncio.Future[Any]] = {}  # call id -> its batch's task
+        self._carving: dict[str, asyncio.Future[Any]] = {}  # call id -> its batch's reply
+        self._queued: set[asyncio.Future[Any]] = set()  # batches on the connection, in order
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.granted = 0  # leases granted (for metrics and tests)
@@ -549,6 +550,8 @@ class LeasingRedisState(RedisState):
         )
         for call_id, _, _ in calls:
             self._carving[call_id] = fut
+        if sent is not None:
+            self._queued.add(fut)
         fut.add_done_callback(lambda f: self._carved(f, calls, n, body, attempt))
 
     async def _resend(self, script: _Script, n: int, body: bytes, attempt: int) -> Reply:
@@ -564,6 +567,7 @@ class LeasingRedisState(RedisState):
         body: bytes,
         attempt: int,
     ) -> None:
+        self._queued.discard(fut)
         for call_id, _, _ in calls:
             if self._carving.get(call_id) is fut:
                 del self._carving[call_id]
@@ -605,6 +609,7 @@ class LeasingRedisState(RedisState):
         self._loop = loop
         self._listening = False
         self._carving.clear()
+        self._queued.clear()
         self._granting.clear()
         self._refilling.clear()
         self._tasks = [loop.create_task(self._listen()), loop.create_task(self._janitor())]
@@ -661,16 +666,18 @@ class LeasingRedisState(RedisState):
         self.invalidate(account)
         self.r.publish(self.channel, account)
 
-    # -- the lifecycle waits for a call's record ---------------------------------------
-    # A call answered from a lease here is awaited until its record is written; one
-    # answered by another server may still be on its way, so an unknown call is looked
-    # up again a few times (for 150 ms in all) before it is called unknown.
+    # -- the lifecycle finds a call's record -----------------------------------------
+    # A call answered from a lease here: its record is queued on the connection before
+    # the lifecycle's command, and Redis runs them in that order, so nothing is awaited
+    # (unless the record is being sent again, off that order). One answered by another
+    # server may still be on its way: an unknown call is looked up again a few times
+    # (for 150 ms in all) before it is called unknown.
     async def _recorded(self, call_id: str) -> None:
         if call_id in self._carving or any(c == call_id for c, _, _ in self._carve_calls):
             self._flush_carves()
-            task = self._carving.get(call_id)
-            if task is not None:
-                await asyncio.wait([task])
+            batch = self._carving.get(call_id)
+            if batch is not None and batch not in self._queued:
+                await asyncio.wait([batch])
 
     async def _until_known(
         self, call_id: str, ask: Callable[[], Awaitable[_T]], known: Callable[[_T], bool]
