@@ -648,8 +648,10 @@ def create_app(
         )
 
     # -- accounts -------------------------------------------------------------------
+    # Plain functions: FastAPI runs them on its thread pool, so their state reads and
+    # writes (the blocking Redis client) never hold up authorize on the event loop.
     @app.get("/v1/accounts/{account}", tags=["accounts"])
-    async def account_info(account: str, key: Annotated[ApiKey, Depends(need("read"))]) -> Response:
+    def account_info(account: str, key: Annotated[ApiKey, Depends(need("read"))]) -> Response:
         visible(key, account)
         plan = service.plan(account, fresh=True)
         block = service.state.get_block(account)
@@ -670,7 +672,7 @@ def create_app(
         )
 
     @app.get("/v1/accounts/{account}/policy", tags=["accounts"])
-    async def get_policy(account: str, key: Annotated[ApiKey, Depends(need("read"))]) -> Response:
+    def get_policy(account: str, key: Annotated[ApiKey, Depends(need("read"))]) -> Response:
         visible(key, account)
         acc = service.plan(account, fresh=True).account
         return _json(
@@ -683,7 +685,7 @@ def create_app(
         )
 
     @app.put("/v1/accounts/{account}/policy", tags=["accounts"])
-    async def put_policy(
+    def put_policy(
         account: str, body: PolicyUpdate, key: Annotated[ApiKey, Depends(need("policy"))]
     ) -> Response:
         """Replace the account's limits at runtime (kept in the state backend)."""
@@ -700,20 +702,18 @@ def create_app(
             {"before": before.limits.model_dump(mode="json", by_alias=True), "after": value},
             key.tenant,
         )  # fmt: skip
-        return await get_policy(account, key)
+        return get_policy(account, key)
 
     @app.delete("/v1/accounts/{account}/policy", tags=["accounts"])
-    async def delete_policy(
-        account: str, key: Annotated[ApiKey, Depends(need("policy"))]
-    ) -> Response:
+    def delete_policy(account: str, key: Annotated[ApiKey, Depends(need("policy"))]) -> Response:
         """Drop the runtime override: the policy file applies again."""
         visible(key, account)
         service.set_policy(account, None)
         service.audit(key.name, "policy.delete", account, {}, key.tenant)
-        return await get_policy(account, key)
+        return get_policy(account, key)
 
     @app.post("/v1/accounts/{account}/block", tags=["accounts"])
-    async def block(
+    def block(
         account: str, body: BlockRequest, key: Annotated[ApiKey, Depends(need("block"))]
     ) -> Response:
         visible(key, account)
@@ -722,7 +722,7 @@ def create_app(
         return _json({"account": account, "blocked": vars_block(state)})
 
     @app.post("/v1/accounts/{account}/unblock", tags=["accounts"])
-    async def unblock(
+    def unblock(
         account: str, body: BlockRequest, key: Annotated[ApiKey, Depends(need("block"))]
     ) -> Response:
         visible(key, account)
@@ -734,7 +734,7 @@ def create_app(
         return _json({"account": account, "blocked": None, "was_blocked": was})
 
     @app.get("/v1/accounts/{account}/counters", tags=["accounts"])
-    async def counters(
+    def counters(
         account: str,
         key: Annotated[ApiKey, Depends(need("read"))],
         at: Annotated[datetime | None, Query()] = None,
@@ -752,7 +752,7 @@ def create_app(
         )  # fmt: skip
 
     @app.delete("/v1/accounts/{account}/counters/{name}", tags=["accounts"])
-    async def reset(
+    def reset(
         account: str,
         name: str,
         key: Annotated[ApiKey, Depends(need("reset"))],
@@ -768,7 +768,7 @@ def create_app(
         return _json({"account": account, "counter": name, "reset": n})
 
     @app.get("/v1/audit", tags=["accounts"])
-    async def audit(
+    def audit(
         key: Annotated[ApiKey, Depends(need("read"))],
         limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
         account: Annotated[str | None, Query(max_length=128)] = None,
