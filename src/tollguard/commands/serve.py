@@ -152,7 +152,10 @@ def serve(
     app = create_app(
         service, keyring, sweep_interval_s=sweep_interval, cases=cases, web=web, ingestor=ingestor
     )
-    typer.echo(f"tollguard serve on http://{host}:{port} (state {url.split('@')[-1]})", err=True)
+    leases = f", quota leases of {lease_calls} calls" if lease_calls else ""
+    typer.echo(
+        f"tollguard serve on http://{host}:{port} (state {url.split('@')[-1]}{leases})", err=True
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
     backend.close()
 
