@@ -142,18 +142,25 @@ def test_critical_destination_alert_blocks_that_destination_in_enforce_replay() 
     assert not eng.is_refused(call("beta", TL, T0 + timedelta(days=8, hours=9)))
 
 
-def test_account_level_critical_blocks_the_account() -> None:
-    # a PBX hacked into many parallel calls to an ordinary country: concurrency and
-    # deviation are about the account itself, so the account is blocked
-    recs = []
+def _office_weeks(account: str) -> list[CallRecord]:
+    """Two weeks of an office line: on weekdays 12 calls of 10 minutes, every half hour
+    from 08:00 (one call at a time, ~2 in parallel at most)."""
+    out = []
     for d in range(14):
         day = T0 + timedelta(days=d)
         if day.weekday() >= 5:
             continue
         for i in range(12):
-            recs.append(
-                call("acme", "+31201234567", day + timedelta(hours=8, minutes=30 * i), talk=600)
+            out.append(
+                call(account, "+31201234567", day + timedelta(hours=8, minutes=30 * i), talk=600)
             )
+    return out
+
+
+def test_account_level_critical_blocks_the_account() -> None:
+    # a PBX hacked into many parallel calls to an ordinary country: concurrency and
+    # deviation are about the account itself, so the account is blocked
+    recs = _office_weeks("acme")
     burst = T0 + timedelta(days=15, hours=10)
     recs += [
         call("acme", "+4930123456", burst + timedelta(seconds=line * 7), talk=900)
@@ -374,15 +381,7 @@ def test_overlap_peak_is_exact_once_all_calls_known() -> None:
 
 
 def test_concurrency_alert_on_parallel_lines() -> None:
-    recs = []
-    for d in range(14):
-        day = T0 + timedelta(days=d)
-        if day.weekday() >= 5:
-            continue
-        for i in range(12):  # one call at a time, ~2 in parallel at most
-            recs.append(
-                call("acme", "+31201234567", day + timedelta(hours=8, minutes=30 * i), talk=600)
-            )
+    recs = _office_weeks("acme")
     burst = T0 + timedelta(days=15, hours=10)
     for line in range(15):
         recs.append(call("acme", "+4930123456", burst + timedelta(seconds=line * 7), talk=900))
