@@ -39,13 +39,20 @@ def ensure_redis() -> None:
          "--logfile", "/var/log/redis/ci.log"],
         check=False, timeout=20,
     )  # fmt: skip
-    for _ in range(50):
+    if not answers(client, seconds=5.0):
+        pytest.fail("could not start redis-server on 127.0.0.1:6379 (see /var/log/redis/ci.log)")
+
+
+def answers(client: redis.Redis, seconds: float) -> bool:
+    """Whether a Redis server (just started) answers PING within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
         try:
-            client.ping()
-            return
+            return bool(client.ping())
         except redis.ConnectionError:
-            time.sleep(0.1)
-    pytest.fail("could not start redis-server on 127.0.0.1:6379 (see /var/log/redis/ci.log)")
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 def redis_db() -> int:

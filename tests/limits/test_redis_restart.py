@@ -7,7 +7,6 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ import redis
 
 from tollguard.limits.leases import LeasingRedisState
 
+from .conftest import answers
 from .test_leases import listening, request
 
 
@@ -24,13 +24,8 @@ def _redis_server(port: int, d: Path) -> subprocess.Popen[bytes]:
          "--appendonly", "no", "--dir", str(d)],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-    for _ in range(100):
-        try:
-            client.ping()
-            return proc
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    if answers(redis.Redis(port=port, socket_connect_timeout=0.5), seconds=5.0):
+        return proc
     proc.kill()
     pytest.fail(f"redis-server on port {port} did not start")
 

@@ -7,7 +7,6 @@ import asyncio
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tollguard.limits.leases import LeasingRedisState
 from tollguard.limits.redis_pipe import PipelinedRedis
 from tollguard.limits.redis_state import RedisState
 
+from .conftest import answers
 from .test_leases import listening, request
 
 
@@ -100,13 +100,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
     )  # fmt: skip
     try:
         client = redis.Redis.from_url(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={d / 'ca.pem'}")
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        else:
+        if not answers(client, seconds=10.0):
             pytest.fail("redis-server with TLS did not come up (is it built with TLS?)")
         yield port, d
     finally:
