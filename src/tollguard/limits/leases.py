@@ -645,18 +645,24 @@ class LeasingRedisState(RedisState):
     async def _janitor(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.lifetime_s / 2))
-            now = time.monotonic()
-            for held_by in (self._leases, self._next):
-                for ident, lease in list(held_by.items()):
-                    if ident not in self._granting and not self._usable(lease, 0):
-                        del held_by[ident]
-                        self._give_back(lease)
-            for ident, until in list(self._refused.items()):
-                if until <= now:
-                    del self._refused[ident]
-            for ident, at in list(self._quiet.items()):
-                if at < now - self.lifetime_s:
-                    del self._quiet[ident]
+            try:
+                self._tidy(time.monotonic())
+            except Exception:  # keep going: the next round gives back what this one could not
+                log.exception("quota lease upkeep failed")
+
+    def _tidy(self, now: float) -> None:
+        """Give back leases that are used up, stale or past their time; forget old marks."""
+        for held_by in (self._leases, self._next):
+            for ident, lease in list(held_by.items()):
+                if ident not in self._granting and not self._usable(lease, 0):
+                    del held_by[ident]
+                    self._give_back(lease)
+        for ident, until in list(self._refused.items()):
+            if until <= now:
+                del self._refused[ident]
+        for ident, at in list(self._quiet.items()):
+            if at < now - self.lifetime_s:
+                del self._quiet[ident]
 
     def invalidate(self, account: str) -> None:
         """Drop the account's leases here (safe from any thread: one dict write)."""
