@@ -514,18 +514,9 @@ class LeasingRedisState(RedisState):
         self._flush_carves()
         script = self._scripts[name]
         sent = self._pipe.evalsha_now(script.sha, n, body)
-        return asyncio.ensure_future(self._complete(sent, script, n, body))
-
-    async def _complete(
-        self, sent: asyncio.Future[Reply] | None, script: _Script, n: int, body: bytes
-    ) -> Reply:
-        if sent is not None:
-            reply = await sent
-            if not isinstance(reply, redis.ResponseError):
-                return reply
-            if not str(reply).startswith("NOSCRIPT"):
-                raise reply
-        return await self._pipe.evalsha_encoded(script.sha, script.body, n, body)
+        return asyncio.ensure_future(
+            self._pipe.evalsha_encoded(script.sha, script.body, n, body, sent=sent)
+        )
 
     def _flush_carves(self) -> None:
         if not self._carve_calls:
@@ -557,7 +548,7 @@ class LeasingRedisState(RedisState):
     async def _resend(self, script: _Script, n: int, body: bytes, attempt: int) -> Reply:
         if attempt:
             await asyncio.sleep(CARVE_RETRIES_S[attempt - 1])
-        return await self._complete(None, script, n, body)
+        return await self._pipe.evalsha_encoded(script.sha, script.body, n, body)
 
     def _carved(
         self,

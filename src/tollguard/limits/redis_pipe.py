@@ -299,29 +299,44 @@ class PipelinedRedis:
 
     def evalsha_now(self, sha: bytes, n: int, body: bytes) -> asyncio.Future[Reply] | None:
         """EVALSHA queued at once, behind every command sent before it (the order matters
-        to quota leases); None when not connected. The reply may be a NOSCRIPT error."""
+        to quota leases); None when not connected. The reply may be a NOSCRIPT error:
+        ``evalsha_encoded(..., sent=)`` awaits it with the fallback."""
         if self._transport is None or self.loop is not asyncio.get_running_loop():
             return None
-        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (n + 2, len(sha), sha)
-        return self._send_raw(head + body)
+        return self._send_raw(_script_head(b"EVALSHA", sha, n) + body)
 
-    async def evalsha_encoded(self, sha: bytes, script: bytes, n: int, body: bytes) -> Reply:
+    async def evalsha_encoded(
+        self,
+        sha: bytes,
+        script: bytes,
+        n: int,
+        body: bytes,
+        sent: asyncio.Future[Reply] | None = None,
+    ) -> Reply:
         """``evalsha`` whose numkeys, keys and args (``n`` items) are already encoded as
-        bulk strings (``encode_bulks``): the hot path encodes its fixed parts once."""
-        head = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n" % (n + 2, len(sha), sha)
-        try:
-            if self._transport is None or self.loop is not asyncio.get_running_loop():
-                await self._ready()
-            reply = await self._send_raw(head + body)
-            if isinstance(reply, redis.ResponseError):
-                raise reply
-            return reply
-        except redis.ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        await self._ready()
-        head = b"*%d\r\n$4\r\nEVAL\r\n$%d\r\n%s\r\n" % (n + 2, len(script), script)
-        reply = await self._send_raw(head + body)
+        bulk strings (``encode_bulks``): the hot path encodes its fixed parts once.
+        ``sent``: the reply of an ``evalsha_now`` of this command, awaited instead of
+        sending it again."""
+        if sent is None:
+            sent = self.evalsha_now(sha, n, body)
+        if sent is None:
+            await self._ready()
+            sent = self._send_raw(_script_head(b"EVALSHA", sha, n) + body)
+        reply = await sent
+        if isinstance(reply, redis.ResponseError) and str(reply).startswith("NOSCRIPT"):
+            await self._ready()
+            reply = await self._send_raw(_script_head(b"EVAL", script, n) + body)
         if isinstance(reply, redis.ResponseError):
             raise reply
         return reply
+
+
+def _script_head(command: bytes, script: bytes, n: int) -> bytes:
+    """``EVALSHA sha`` / ``EVAL body`` as the start of a RESP array of ``n`` more items."""
+    return b"*%d\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+        n + 2,
+        len(command),
+        command,
+        len(script),
+        script,
+    )
