@@ -446,11 +446,7 @@ class LeasingRedisState(RedisState):
                 self._refused[ident] = time.monotonic() + NO_LEASE_BACKOFF_S
                 # near a limit: this server's other leases on the account go back before
                 # the exact path runs (same connection, so Redis sees them first)
-                for held_by in (self._leases, self._next):
-                    for other, held in list(held_by.items()):
-                        if held.account == req.account and other not in self._granting:
-                            del held_by[other]
-                            self._give_back(held)
+                self._give_back_where(lambda held: held.account == req.account)
             else:
                 self._leases[ident] = lease
             fut.set_result(lease is not None)
@@ -584,6 +580,15 @@ class LeasingRedisState(RedisState):
             lease.spend_left_e4 += want
             lease.used_e4 -= want
 
+    def _give_back_where(self, which: Callable[[_Lease], bool]) -> None:
+        """Give back the leases held here (current and next) that ``which`` picks, except
+        for places whose lease is being asked for right now."""
+        for held_by in (self._leases, self._next):
+            for ident, lease in list(held_by.items()):
+                if ident not in self._granting and which(lease):
+                    del held_by[ident]
+                    self._give_back(lease)
+
     def _give_back(self, lease: _Lease) -> None:
         fut = self._submit("return", 2, encode_bulks([b"0", lease.lid.encode()]))
         fut.add_done_callback(_log_failure)
@@ -643,11 +648,7 @@ class LeasingRedisState(RedisState):
 
     def _tidy(self, now: float) -> None:
         """Give back leases that are used up, stale or past their time; forget old marks."""
-        for held_by in (self._leases, self._next):
-            for ident, lease in list(held_by.items()):
-                if ident not in self._granting and not self._usable(lease, 0):
-                    del held_by[ident]
-                    self._give_back(lease)
+        self._give_back_where(lambda held: not self._usable(held, 0))
         for ident, until in list(self._refused.items()):
             if until <= now:
                 del self._refused[ident]
