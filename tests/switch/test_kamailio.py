@@ -162,7 +162,10 @@ def test_kamailio_asks_tollguard_for_every_invite(tmp_path: Path, state: str) ->
         assert (trunk["calls_day"], trunk["concurrent"]) == (6, 0)
         if state == "redis-leases":
             lines = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=5).text
-            assert "tollguard_lease_decisions_total 5.0" in lines  # all but the first
+            (leased,) = [x for x in lines.splitlines() if x.startswith("tollguard_lease_decisions")]
+            # the first call takes the exact path, and so do those made before the server
+            # has subscribed to lease invalidations (it starts with the first request)
+            assert 1 <= float(leased.split()[-1]) <= 5
         # tollguard gone: the switch answers 503 (fail-closed)
         api.terminate()
         api.wait(timeout=10)
