@@ -87,6 +87,34 @@ def _child_peak(path: Path, detect: bool) -> dict[str, float]:
     return peak
 
 
+def _floors(path: Path, policy: Policy, plain: float) -> None:
+    """What the per-record design costs before any detector runs, against scan without
+    detection: turning the rated frames into ``CallRecord`` objects, and the engine's own
+    per-record work (clock, books, signature, overlap, population) with no detector."""
+    from tollguard.detect.engine import Engine
+    from tollguard.scan import Scanner, ScanResult, records_from_frame
+
+    scanner = Scanner(policy, ScanOptions(detect=False))
+    result = ScanResult(currency=scanner.currency, detection=False)
+    frames = list(scanner.rated_batches([path], result, None, None))
+
+    def build() -> None:
+        for frame in frames:
+            for _ in records_from_frame(frame):
+                pass
+
+    def bare_engine() -> None:
+        engine = Engine(policy, detectors=[])
+        for frame in frames:
+            for record in records_from_frame(frame):
+                engine.process(record)
+
+    built = _best(build, repeat=1)
+    base = _best(bare_engine, repeat=1)
+    print(f"floor: records built:       {built:.2f} s = {built / plain:.2f}x scan (no detection)")
+    print(f"floor: engine, no detector: {base:.2f} s = {base / plain:.2f}x scan (no detection)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -122,6 +150,7 @@ def main() -> None:
         detect = _best(lambda: run_scan([path], policy, ScanOptions(detect=True)), repeat=1)
         print(f"scan with detection:        {detect:.2f} s = {args.rows / detect:,.0f} records/s")
         print(f"ratio detect / no-detect:   {detect / plain:.2f}  (target <= 2)")
+        _floors(path, policy, plain)
     if not args.skip_memory:
         big = _data(args.big, distinct)
         for det in (False, True):
