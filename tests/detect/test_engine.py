@@ -547,12 +547,65 @@ def test_population_priors_learned_online_without_calibration() -> None:
     assert pop is not None and pop.common("DE", "newco", False, 0.01, 2)
     assert not pop.common("JP", "loner", True, 0.01, 2)
 
+    # without the population (and no calibration) there is no basis to call Germany new
+    # for an account without history of its own; the high-risk range still alerts
     cold = Engine(policy(), learn_population=False)
     run(cold, recs)
     cold_newco = {
         a.subject for a in cold.alerts if a.account == "newco" and a.detector == "destination"
     }
-    assert cold_newco == {"DE", "SO"}
+    assert cold_newco == {"SO"}
+    # an account with history of its own is judged by it: office0 never called Japan
+    later = by_end(
+        recs
+        + [
+            call("office0", f"+8131234{5700 + i}", day4 + timedelta(hours=11, minutes=9 * i))
+            for i in range(3)
+        ]
+    )
+    cold = Engine(policy(), learn_population=False)
+    run(cold, later)
+    assert [a.subject for a in cold.alerts if a.account == "office0"] == ["JP"]
+
+
+def test_first_day_of_data_calls_no_ordinary_country_new() -> None:
+    """No calibration and no history yet: neighbouring countries on the first day are not
+    'never called'; a high-risk range is judged from its first call; from the second day
+    the population knows what is common, and what it does not know is new."""
+    day1 = T0 + timedelta(hours=9)
+    # office0 calls Belgium first, hours before the others do
+    recs = [
+        call(
+            f"office{k}",
+            f"+3225{1234500 + 10 * k + i}",
+            day1 + timedelta(hours=3 * k, minutes=20 * i),
+        )
+        for k in range(4)
+        for i in range(4)
+    ]
+    recs += [
+        call("office0", f"+25261{1234500 + i}", day1 + timedelta(hours=3, minutes=i))
+        for i in range(3)
+    ]
+    day2 = day1 + timedelta(days=1)
+    recs += [
+        call(f"office{k}", f"+3225{1234600 + 10 * k + i}", day2 + timedelta(minutes=20 * i + k))
+        for k in range(4)
+        for i in range(4)
+    ]
+    day3 = day2 + timedelta(days=1)
+    recs += [
+        call("newco", f"+3225{1234700 + i}", day3 + timedelta(minutes=5 * i)) for i in range(4)
+    ]
+    recs += [
+        call("newco", f"+5371{1234500 + i}", day3 + timedelta(minutes=7 * i)) for i in range(4)
+    ]
+    # 4 accounts a day do not make 10 account-days: a lower basis for this small population
+    basis = {"destination": {"options": {"population_basis_account_days": 4}}}
+    eng = Engine(policy({"defaults": {"detectors": basis}}))
+    run(eng, by_end(recs))
+    dest = sorted((a.account, a.subject) for a in eng.alerts if a.detector == "destination")
+    assert dest == [("newco", "CU"), ("office0", "SO")]
 
 
 def _brute_peak(known: list[tuple[float, float]], start: float, end: float) -> int:

@@ -15,6 +15,12 @@ Countries common in the population learned online by the engine (``population_sh
 1 % of account-days, called by ``population_accounts`` 2 other accounts; see
 ``population``) are known too, again never for high-risk ranges.
 
+"New country" needs a basis to judge by: the account's own history (at least
+``options.min_history_hours``, 24), calibrated priors, or an online population of at
+least ``options.population_basis_account_days`` (10) closed account-days. Without one
+(the first day of data, no calibration) an ordinary foreign country is not called new;
+high-risk ranges, satellite and premium rate are judged from the first call.
+
 Tuning records from false-positive cases (docs/cases.md): ``known_countries`` (also
 high-risk ones), ``known_number_types``, ``known_numbers`` and ``known_prefixes`` (the
 callee starts with one) make those destinations known for the account.
@@ -86,6 +92,8 @@ class _Prepared:
     common_share: float
     population_share: float
     population_accounts: int
+    min_history_hours: int
+    population_basis: float
     premium_known_weight: float
     silent_weight: float
     known_countries: frozenset[str]
@@ -127,6 +135,8 @@ class DestinationDetector(BaseDetector):
         "common_share": 0.001,
         "population_share": 0.01,
         "population_accounts": 2,
+        "min_history_hours": 24,
+        "population_basis_account_days": 10,
         "premium_known_weight": 3.0,
         "silent_weight": 2.0,
         "known_countries": [],
@@ -146,6 +156,8 @@ class DestinationDetector(BaseDetector):
                 common_share=float(o["common_share"]),
                 population_share=float(o["population_share"]),
                 population_accounts=int(o["population_accounts"]),
+                min_history_hours=int(o["min_history_hours"]),
+                population_basis=float(o["population_basis_account_days"]),
                 premium_known_weight=float(o["premium_known_weight"]),
                 silent_weight=float(o["silent_weight"]),
                 known_countries=frozenset(str(c).upper() for c in o["known_countries"]),
@@ -192,6 +204,7 @@ class DestinationDetector(BaseDetector):
             and country != home
             and not known_country
             and not self._common(country, ctx, prep)
+            and self._can_judge_new(ctx, prep)
         ):
             kind, subject = "new_country", country
         if kind is None and ntype == "PREMIUM_RATE" and ntype not in prep.known_types:
@@ -221,6 +234,17 @@ class DestinationDetector(BaseDetector):
         if _rank(sev) > _rank(sit.severity):
             sit.severity = sev
         return [self._finding(sit, ctx, record)]
+
+    @staticmethod
+    def _can_judge_new(ctx: AccountContext, prep: _Prepared) -> bool:
+        """Is there a basis to call a (not high-risk) country new for this account: its
+        own history, calibrated priors, or a population that has seen enough account-days
+        to know which countries are common? On the first day of data there is none, and
+        every account's first call to a neighbouring country is not news."""
+        if ctx.sig.history_hours() >= prep.min_history_hours or ctx.sig.priors.country_share:
+            return True
+        pop = ctx.population
+        return pop is not None and pop.account_days >= prep.population_basis
 
     @staticmethod
     def _common(country: str, ctx: AccountContext, prep: _Prepared) -> bool:
