@@ -139,6 +139,16 @@ def test_human_summary_lists_accounts_and_rejects(workdir: Path) -> None:
     assert "Master.csv:4" in out  # rejected line with file and line number
 
 
+def test_human_summary_lists_alerts_with_their_explanation(workdir: Path) -> None:
+    code, out = _cli("scan", str(workdir / "Master.csv"), "--policy", str(workdir / "policy.toml"))
+    assert code == 0
+    assert "Alerts (1): 0 critical, 1 warning" in out
+    line = next(x for x in out.splitlines() if x.startswith("WARNING"))
+    assert "destination acme -> TL: 1 call, EUR 4.0000" in line  # 2 min at 1.95 + 0.10
+    assert "detected 2026-03-02T09:07+00:00" in line  # UTC, with its offset
+    assert "1 call to Timor-Leste (+670)" in out and "high-risk destination" in out
+
+
 def test_column_mapping_from_the_command_line(workdir: Path) -> None:
     csv = workdir / "export.csv"
     csv.write_text(

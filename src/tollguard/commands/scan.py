@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.padding import Padding
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -194,38 +196,38 @@ def print_summary(result: ScanResult, out: Console) -> None:
         _print_alerts(result, out)
 
 
+ALERTS_SHOWN = 50  # the rest are in --json and --alerts-out
+
+
 def _print_alerts(result: ScanResult, out: Console) -> None:
+    """One block per alert, most severe and earliest first: what, who, when, how much on
+    one line; the explanation wrapped below it (a table column would be too narrow)."""
     if not result.alerts:
         out.print("[green]No alerts.[/green]")
         return
-    table = Table(title=f"Alerts ({len(result.alerts)})", title_justify="left")
-    for col in [
-        "severity",
-        "detector",
-        "account",
-        "subject",
-        "started",
-        "detected",
-        "calls",
-        "cost",
-        "why",
-    ]:
-        table.add_column(col)
     order = {"critical": 0, "warning": 1}
-    for a in sorted(result.alerts, key=lambda a: (order[a.severity], a.detected_at)):
+    alerts = sorted(result.alerts, key=lambda a: (order[a.severity], a.detected_at))
+    critical = sum(1 for a in alerts if a.severity == "critical")
+    out.print(
+        f"[bold]Alerts ({len(alerts)}):[/bold] {critical} critical, "
+        f"{len(alerts) - critical} warning"
+    )
+    for a in alerts[:ALERTS_SHOWN]:
         style = "bold red" if a.severity == "critical" else "yellow"
-        table.add_row(
-            f"[{style}]{a.severity}[/{style}]",
-            a.detector,
-            a.account or "(none)",
-            a.subject,
-            a.started_at.isoformat(timespec="minutes"),
-            a.detected_at.isoformat(timespec="minutes"),
-            f"{a.records:,}",
-            f"{a.cost:,}",
-            str(a.explanation.get("why", "")),
+        started = a.started_at.isoformat(timespec="minutes")
+        detected = a.detected_at.isoformat(timespec="minutes")
+        out.print(
+            f"[{style}]{a.severity.upper():<8}[/{style}] {a.detector} "
+            f"[bold]{escape(a.account or '(none)')}[/bold] -> {escape(a.subject)}: "
+            f"{a.records:,} call{'' if a.records == 1 else 's'}, {a.currency} {a.cost:,}; "
+            f"started {started}, "
+            f"detected {detected}"
         )
-    out.print(table)
+        out.print(Padding(escape(str(a.explanation.get("why", ""))), (0, 0, 0, 9)))
+    if len(alerts) > ALERTS_SHOWN:
+        out.print(
+            f"... and {len(alerts) - ALERTS_SHOWN} more (all of them: --json or --alerts-out)"
+        )
     for account, enf in sorted(result.enforcement.items()):
         if enf.first_block:
             out.print(

@@ -274,28 +274,24 @@ class DestinationDetector(BaseDetector):
             else ""
         )
         spent = f" costing {cur} {money(t.cost)}"
+        calls = f"{t.calls} call" if t.calls == 1 else f"{t.calls} calls"
         if sit.kind == "risk":
             why = (
-                f"{t.calls} calls to {where}{spent}, a high-risk destination "
+                f"{calls} to {where}{spent}, a high-risk destination "
                 f"({sit.risk}); this account never called {sit.subject}{night}"
             )
             param = "high_risk_calls"
         elif sit.kind == "satellite":
-            why = (
-                f"{t.calls} calls to satellite numbers{spent}; "
-                f"this account never called them{night}"
-            )
+            why = f"{calls} to satellite numbers{spent}; this account never called them{night}"
             param = "satellite_calls"
         elif sit.kind == "premium":
             why = (
-                f"{t.calls} calls to premium-rate numbers{spent}; this account rarely "
+                f"{calls} to premium-rate numbers{spent}; this account rarely "
                 f"calls premium-rate numbers{night}"
             )
             param = "premium_calls"
         else:
-            why = (
-                f"{t.calls} calls to {where}{spent}; this account never called {sit.subject}{night}"
-            )
+            why = f"{calls} to {where}{spent}; this account never called {sit.subject}{night}"
             param = "new_country_calls"
         th = ctx.settings(self)
         key = {"risk": "risk", "satellite": "risk", "premium": "premium"}.get(
