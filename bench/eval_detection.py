@@ -84,9 +84,19 @@ def _minutes(a: datetime, b: datetime) -> float:
     return (a - b).total_seconds() / 60.0
 
 
-def evaluate(seed: int, accounts: int, days: int, scale: float, work: Path) -> SeedResult:
+def evaluate(
+    seed: int,
+    accounts: int,
+    days: int,
+    scale: float,
+    work: Path,
+    scenarios: list[str] | None = None,
+    fmt: str = "asterisk",
+) -> SeedResult:
     folder = work / f"seed-{seed}"
-    simulate(folder, ["all"], days=days, seed=seed, accounts=accounts, scale=scale)
+    simulate(
+        folder, scenarios or ["all"], days=days, seed=seed, accounts=accounts, scale=scale, fmt=fmt
+    )
     truth = json.loads((folder / "truth.json").read_text())
     policy = load_policy(folder / "policy.toml")
     records = list(_records(folder, policy))
@@ -216,11 +226,15 @@ def main() -> None:
     ap.add_argument("--accounts", type=int, default=40)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--scale", type=float, default=0.02)
+    ap.add_argument("--scenario", action="append", help="repeat; default all (normal: none)")
+    ap.add_argument("--format", default="asterisk", choices=("asterisk", "freeswitch"))
     args = ap.parse_args()
     results: list[SeedResult] = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in _seeds(args.seeds):
-            res = evaluate(seed, args.accounts, args.days, args.scale, Path(tmp))
+            res = evaluate(
+                seed, args.accounts, args.days, args.scale, Path(tmp), args.scenario, args.format
+            )
             results.append(res)
             print(f"seed {seed}: " + "; ".join(f"{k} {v}" for k, v in res.figures.items()))
     failed = [r for r in results if r.failures]

@@ -7,6 +7,8 @@ import random
 from datetime import timedelta
 from decimal import Decimal
 
+import pytest
+
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.base import Overlap
 from tollguard.detect.engine import Engine
@@ -380,16 +382,22 @@ def test_overlap_peak_is_exact_once_all_calls_known() -> None:
     assert ov.active_at(45) == 3
 
 
-def test_concurrency_alert_on_parallel_lines() -> None:
+@pytest.mark.parametrize(("cost", "severity"), [("6.00", "critical"), ("0.24", "warning")])
+def test_concurrency_alert_on_parallel_lines(cost: str, severity: str) -> None:
+    """Fifteen lines at once on an office account: critical when they cost (a hacked
+    PBX), a warning when the episode is cheap (a busy day must not block the business)."""
     recs = _office_weeks("acme")
     burst = T0 + timedelta(days=15, hours=10)
     for line in range(15):
-        recs.append(call("acme", "+4930123456", burst + timedelta(seconds=line * 7), talk=900))
-    eng = Engine(policy())
+        start = burst + timedelta(seconds=line * 7)
+        recs.append(call("acme", "+4930123456", start, talk=900, cost=cost))
+    eng = Engine(policy(), enforce=True)
     run(eng, by_end(recs))
     conc = [a for a in eng.alerts if a.detector == "concurrency"]
-    assert conc and conc[0].severity == "critical"
+    assert conc and conc[0].severity == severity
     assert conc[0].explanation["value"] >= 8
+    blocked = eng.enforcement()["acme"].blocked_at
+    assert (blocked is not None) == (severity == "critical")
 
 
 def test_sequential_range_dialing() -> None:

@@ -9,9 +9,11 @@ mean duration D, the number in progress is Poisson(lambda * D) (M/G/infinity), w
 same Gamma uncertainty on lambda as ``deviation`` -> negative binomial. A peak alerts when
 it is improbable (``p_value`` warning 1e-4, critical 1e-7) *and* above the account's own
 learned daily peak (decayed maximum) by a factor (``over_usual`` 1.5 / 2) *and* at least
-``min_calls`` (4 / 8) calls. Accounts with less than ``options.min_history_hours`` (24)
-of history have no usual peak yet and are skipped. The hard ``max_concurrent_calls``
-limit is checked by ``limits``.
+``min_calls`` (4 / 8) calls. Critical also needs the episode's calls to have cost at least
+``min_spend`` (50, account currency): a marketing day's many cheap domestic calls can
+double the usual peak, and blocking that account would be the harm. Accounts with less
+than ``options.min_history_hours`` (24) of history have no usual peak yet and are
+skipped. The hard ``max_concurrent_calls`` limit is checked by ``limits``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class ConcurrencyDetector(BaseDetector):
         "p_value": 1e-7,
         "min_calls": 8,
         "over_usual": 2.0,
+        "min_spend": 50,
     }
     default_options: ClassVar[dict[str, Any]] = {
         "dispersion": 3.0,
@@ -77,8 +80,11 @@ class ConcurrencyDetector(BaseDetector):
         shape = effective_shape(wshape, float(settings.options["dispersion"]))
         p = nbinom_sf(peak, shape, max(mean, 1e-9))
         sev: Severity | None = None
+        spend_e4 = ctx.cost_e4 + (st.tally.cost_e4 if st is not None else 0)
         for name, th in (("critical", settings.critical), ("warning", warn)):
             if peak >= th["min_calls"] and peak >= usual * th["over_usual"] and p < th["p_value"]:
+                if spend_e4 < th.get("min_spend", 0) * 10000:
+                    continue  # an episode of cheap calls (a campaign day) is not a hack
                 sev = name  # type: ignore[assignment]
                 break
         if st is None:
