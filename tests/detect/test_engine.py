@@ -354,6 +354,20 @@ def test_unusual_hours_on_established_account() -> None:
     assert "normally silent" in uh[0].explanation["why"]
 
 
+@pytest.mark.parametrize("traffic", ["originating", "terminating"])
+def test_first_night_of_a_new_account(traffic: str) -> None:
+    """No history yet: night calls are judged by the population's office hours (at most a
+    warning); a terminating trunk's are not (its hours are its callers')."""
+    night = T0 + timedelta(hours=1)  # Monday 02:00 Amsterdam
+    recs = [
+        call("trunk", f"+3120{1234500 + i}", night + timedelta(minutes=6 * i)) for i in range(20)
+    ]
+    eng = Engine(policy({"accounts": {"trunk": {"traffic": traffic}}}))
+    run(eng, by_end(recs))
+    found = [a.severity for a in eng.alerts if a.detector == "unusual_hours"]
+    assert found == (["warning"] if traffic == "originating" else [])
+
+
 def test_new_country_is_at_most_a_warning() -> None:
     recs = _office_history("acme", days=14)
     trip = T0 + timedelta(days=15, hours=9)

@@ -16,8 +16,9 @@ Countries common in the population learned online by the engine (``population_sh
 ``population``) are known too, again never for high-risk ranges.
 
 "New country" needs a basis to judge by: the account's own history (at least
-``options.min_history_hours``, 24), calibrated priors, or an online population of at
-least ``options.population_basis_account_days`` (10) closed account-days. Without one
+``options.min_history_hours``, 24), calibrated priors, or an online population that has
+learned from a whole day and at least ``options.population_basis_account_days`` (10)
+closed account-days. Without one
 (the first day of data, no calibration) an ordinary foreign country is not called new;
 high-risk ranges, satellite and premium rate are judged from the first call.
 
@@ -238,13 +239,14 @@ class DestinationDetector(BaseDetector):
     @staticmethod
     def _can_judge_new(ctx: AccountContext, prep: _Prepared) -> bool:
         """Is there a basis to call a (not high-risk) country new for this account: its
-        own history, calibrated priors, or a population that has seen enough account-days
-        to know which countries are common? On the first day of data there is none, and
-        every account's first call to a neighbouring country is not news."""
+        own history, calibrated priors, or a population that has seen a whole day and
+        enough account-days to know which countries are common? On the first day of data
+        there is none, and every account's first call to a neighbouring country is not
+        news."""
         if ctx.sig.history_hours() >= prep.min_history_hours or ctx.sig.priors.country_share:
             return True
         pop = ctx.population
-        return pop is not None and pop.account_days >= prep.population_basis
+        return pop is not None and pop.has_seen(prep.population_basis, ctx.end_ts)
 
     @staticmethod
     def _common(country: str, ctx: AccountContext, prep: _Prepared) -> bool:

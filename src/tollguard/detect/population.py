@@ -25,11 +25,21 @@ DISTINCT_CAP = 8  # distinct accounts remembered per country
 
 
 class Population:
-    __slots__ = ("account_days", "accounts", "countries", "day", "lam", "today", "today_accounts")
+    __slots__ = (
+        "account_days",
+        "accounts",
+        "countries",
+        "day",
+        "first_ts",
+        "lam",
+        "today",
+        "today_accounts",
+    )
 
     def __init__(self, half_life_days: float = 28.0) -> None:
         self.lam = 0.5 ** (1.0 / half_life_days)
         self.day = -1  # UTC day of the current (open) population day
+        self.first_ts: float | None = None  # the first record it learned from (epoch s)
         self.account_days = 0.0  # decayed active account-days of closed days
         self.today_accounts = 0
         self.countries: dict[str, float] = {}  # decayed account-days calling the country
@@ -53,6 +63,8 @@ class Population:
         """A clean record (called by the engine after the account's signature counted it)."""
         day = int(ctx.end_ts // 86400)
         if day > self.day:
+            if self.first_ts is None:
+                self.first_ts = ctx.end_ts
             self._roll(day)
         state = ctx.state
         if state.get("population") != ctx.day_index:
@@ -66,6 +78,15 @@ class Population:
                 self.accounts[country] = [ctx.account]
             elif len(seen) < DISTINCT_CAP and ctx.account not in seen:
                 seen.append(ctx.account)
+
+    def has_seen(self, account_days: float, now_ts: float) -> bool:
+        """Has it learned from a whole day of traffic, over at least ``account_days``
+        closed account-days? (Before, "not common" means "not seen yet".)"""
+        return (
+            self.first_ts is not None
+            and now_ts - self.first_ts >= 86400.0
+            and self.account_days >= account_days
+        )
 
     def share(self, country: str, account: str, own_today: bool) -> tuple[float, int]:
         """(share of account-days on which *other* accounts called the country, number of

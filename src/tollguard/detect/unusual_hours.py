@@ -11,7 +11,9 @@ the expected number for the hours it spans with the same Gamma-Poisson predictiv
 Thresholds: ``warning`` p_value 1e-3 and min_calls 5; ``critical`` p_value 1e-7,
 min_calls 20 and min_spend 25 (account currency; an evening of cheap overtime calls is
 not a hack). An account with less than ``options.min_history_hours`` (24) of history is
-judged by the population shape alone and gets at most a warning.
+judged by the population shape alone and gets at most a warning; a terminating account
+(an interconnect) is not judged until it has that history: its hours are its callers',
+and the population's office hours say nothing about them.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ class UnusualHoursDetector(BaseDetector):
             return []
         opts = settings.options
         sig = ctx.sig
+        young = sig.history_hours() < int(opts["min_history_hours"])
+        if young and ctx.terminating:
+            return []  # a trunk's hours are its callers': no office shape to judge them by
         st: _Stretch | None = ctx.state.get(self.name)
         if st is None or ctx.hour_index - st.last_hour > int(opts["gap_hours"]):
             mu, wshape = sig.window(ctx.hour_index, 1)
@@ -90,7 +95,6 @@ class UnusualHoursDetector(BaseDetector):
         st.tally.add(record, ctx)
         calls = st.tally.calls
         shape = effective_shape(st.shape, float(opts["dispersion"]))
-        young = sig.history_hours() < int(opts["min_history_hours"])
         sev: Severity | None = None
         levels = (("critical", settings.critical), ("warning", settings.warning))
         for name, th in levels[1:] if young else levels:
