@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -92,10 +93,25 @@ def two_servers(
                 proc.kill()
 
 
+def _odd_calls(r: redis.Redis, results: list[Any]) -> list[tuple[str, dict[str, str]]]:
+    """The calls whose record does not say what the test did to them (for the failure
+    message): an allowed call that the test ended must be 'ended' at cost 500 (e4)."""
+    odd = []
+    for i, res in enumerate(results):
+        if res[0] != "allow":
+            continue
+        h = r.hgetall(f"tg:call:h{i}")
+        assert isinstance(h, dict)
+        ended = i % 3 == 0
+        if ended != (h.get("state") == "ended") or (ended and h.get("cost") != "500"):
+            odd.append((f"h{i}", {str(k): str(v) for k, v in h.items()}))
+    return odd
+
+
 def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
     # 'small' allows 2 calls/minute; a roomier account: EUR 1/day, 250 calls
     limits = "max_spend_per_day = 1\nmax_calls_per_day = 250\nmax_call_duration_s = 120\n"
-    with two_servers(tmp_path, limits) as (clients, _):
+    with two_servers(tmp_path, limits) as (clients, rc):
         at = "2024-06-03T12:00:00+02:00"
 
         def one(i: int) -> tuple[str, int, str]:
@@ -129,7 +145,7 @@ def test_two_servers_never_reserve_past_the_limit(tmp_path: Path) -> None:
         ended = sum(1 for i, r in enumerate(results) if r[0] == "allow" and i % 3 == 0)
         assert counters["calls_day"] == len(allowed)
         assert counters["concurrent"] == len(allowed) - ended
-        assert spent == Decimal("0.05") * ended
+        assert spent == Decimal("0.05") * ended, str(_odd_calls(rc, results))
         live = len(allowed) - ended
         assert reserved == sum(
             (Decimal("0.10") if r[1] == 120 else Decimal("0.05")) for i, r in enumerate(results)
@@ -171,7 +187,7 @@ def test_two_servers_with_quota_leases_keep_the_limits_and_exact_counters(tmp_pa
     ended = sum(x[3] for x in allowed)
     assert int(r.get(calls_key) or 0) == len(allowed) <= 250
     spent, reserved = (amount_e4(r, spend_key, f) for f in ("s", "r"))
-    assert spent == Decimal("0.05") * ended
+    assert spent == Decimal("0.05") * ended, str(_odd_calls(r, results))
     assert reserved == sum(
         Decimal("0.10") if x[1] == 120 else Decimal("0.05") for x in allowed if not x[3]
     )

@@ -28,6 +28,22 @@ def test_normal_call_allowed_with_rate_and_duration(policy: Policy, backend: Sta
     assert d.number == {"e164": "+31201234567", "country": "NL", "number_type": "FIXED_LINE"}
 
 
+def test_end_on_a_server_that_never_authorized_is_priced(
+    policy: Policy, backend: StateBackend
+) -> None:
+    """Another server (or this one before a restart) authorized the call: the end is
+    priced by the account's deck, not settled at zero because no authorize here has
+    loaded that deck yet."""
+    first = svc(policy, backend)
+    assert first.authorize("acme", "100", "0201234567", "c1", MON_NOON).decision == "allow"
+    other = svc(policy, backend)  # a fresh service on the same state
+    status, call, cost = other.end("c1", billsec=65, at=MON_NOON + timedelta(seconds=70))
+    assert status == "ended" and cost > 0
+    assert cost == first.call_cost_e4(call, 65)
+    spent = first.counters("acme", MON_NOON)["spend_day"]["spent"]
+    assert Decimal(spent) == Decimal(cost) / 10000
+
+
 def test_policy_deny_reasons(policy: Policy, backend: StateBackend) -> None:
     s = svc(policy, backend)
     cases = [

@@ -7,6 +7,7 @@ atomic check-and-reserve call on the state backend.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from tollguard.policy import Limits, Policy, ResolvedAccount
 from tollguard.rating.deck import RateDeck, RateRow
 
 # Every deny reason, in the order they are checked.
+log = logging.getLogger(__name__)
+
 REASONS = (
     "unknown_account",
     "account_blocked",
@@ -660,8 +663,19 @@ class AuthorizeService:
     def _row_of(self, call: CallState) -> RateRow | None:
         deck_name = call.meta.get("deck", "")
         e164 = call.meta.get("e164", "")
-        deck = self.rates.deck_named(deck_name) if deck_name else None
-        if deck is None or not e164:
+        if not deck_name or not e164:
+            return None
+        deck = self.rates.deck_named(deck_name)
+        if deck is None:
+            # decks load with an account's first authorize: a call authorized by another
+            # server, or before this one restarted, is priced by its account's deck
+            deck = self.rates.deck_for(self.policy.account(call.account))
+            if deck is not None and deck.name != deck_name:
+                log.warning(
+                    "call %s was reserved on deck %r; it is settled on %r, its account's "
+                    "deck now", call.call_id, deck_name, deck.name,
+                )  # fmt: skip
+        if deck is None:
             return None
         return self.rates.lookup(deck, e164, datetime.fromisoformat(call.meta["at"]))
 
