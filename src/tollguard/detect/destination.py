@@ -18,9 +18,9 @@ Countries common in the population learned online by the engine (``population_sh
 "New country" needs a basis to judge by: the account's own history (at least
 ``options.min_history_hours``, 24), calibrated priors, or an online population that has
 learned from a whole day and at least ``options.population_basis_account_days`` (10)
-closed account-days. Without one
-(the first day of data, no calibration) an ordinary foreign country is not called new;
-high-risk ranges, satellite and premium rate are judged from the first call.
+closed account-days. Without one (the first day of data, no calibration) an ordinary
+foreign country is not called new; high-risk ranges, satellite and premium rate are
+judged from the first call.
 
 Tuning records from false-positive cases (docs/cases.md): ``known_countries`` (also
 high-risk ones), ``known_number_types``, ``known_numbers`` and ``known_prefixes`` (the

@@ -81,7 +81,7 @@ class Population:
 
     def has_seen(self, account_days: float, now_ts: float) -> bool:
         """Has it learned from a whole day of traffic, over at least ``account_days``
-        closed account-days? (Before, "not common" means "not seen yet".)"""
+        closed account-days? (Until then "not common" only means "not seen yet".)"""
         return (
             self.first_ts is not None
             and now_ts - self.first_ts >= 86400.0
