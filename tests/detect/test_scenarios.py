@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import Alert
 from tollguard.detect.engine import Engine
+from tollguard.sim.evaluate import main_onset
 
 from .helpers import calibrated_priors, policy, run, simulation
 
@@ -27,23 +27,13 @@ def _scenario(truth: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in truth["scenarios"] if s["scenario"] == name)
 
 
-def _main_onset(fraud: list[CallRecord]) -> Any:
-    """Start of the attack proper: the first call followed by 5 more within 10 minutes
-    (the odd test call hours before is reconnaissance)."""
-    starts = sorted(r.start for r in fraud)
-    for i, s in enumerate(starts):
-        if i + 5 < len(starts) and starts[i + 5] - s <= timedelta(minutes=10):
-            return s
-    return starts[0]
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_pbx_hack_critical_within_15_minutes(seed: int) -> None:
     records, truth = simulation(["pbx-hack"], days=30, seed=seed, accounts=12)
     sc = _scenario(truth, "pbx-hack")
     ids = set(sc["record_ids"])
     fraud = [r for r in records if r.record_id in ids]
-    onset = _main_onset(fraud)
+    onset = main_onset([r.start for r in fraud])
     eng = Engine(policy(), priors=calibrated_priors())
     run(eng, records)
     crit = [a for a in eng.alerts if a.account == sc["account"] and a.severity == "critical"]
