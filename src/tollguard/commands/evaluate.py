@@ -28,9 +28,10 @@ def evaluate_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Run detection on a simulated dataset and check it against its ground truth: minutes
-    to a critical alert, calls before one, false alerts on normal accounts. Exit code 1 when
-    a target is missed (use it to test a policy before putting it live)."""
+    """Check detection on a simulated dataset against its ground truth.
+
+    Minutes to a critical alert, calls before one, false alerts on normal accounts; exit
+    code 1 when a target is missed (test a policy before putting it live)."""
     from tollguard.sim.evaluate import evaluate_dataset
 
     if not (folder / "truth.json").is_file():
