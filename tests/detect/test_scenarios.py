@@ -16,7 +16,7 @@ import pytest
 
 from tollguard.detect.alert import Alert
 from tollguard.detect.engine import Engine
-from tollguard.sim.evaluate import main_onset
+from tollguard.sim.evaluate import calls_before_critical, main_onset
 
 from .helpers import calibrated_priors, policy, run, simulation
 
@@ -101,16 +101,8 @@ def test_prs_pumping_critical_within_1000_calls(seed: int, scale: float) -> None
     sc = _scenario(truth, "prs-pumping")
     target = sc["subject_numbers"][0]
     normal_prs = set(sc["normal_premium_numbers"])
-    ids = set(sc["record_ids"])
     eng = Engine(policy(), priors=calibrated_priors())
-    pumped_seen = 0
-    detected_after: int | None = None
-    for rec in records:
-        if rec.record_id in ids:
-            pumped_seen += 1
-        for a in eng.process(rec):
-            if a.detector == "pumping" and a.subject == target and a.severity == "critical":
-                detected_after = detected_after or pumped_seen
+    detected_after = calls_before_critical(eng, records, set(sc["record_ids"]), "pumping", target)
     assert detected_after is not None and detected_after <= 1000, detected_after
     subjects = {a.subject for a in eng.alerts}
     assert not subjects & normal_prs

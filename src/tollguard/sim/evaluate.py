@@ -98,21 +98,13 @@ def evaluate_dataset(folder: Path, policy: Policy | None = None) -> Evaluation:
 
     engine = Engine(policy)
     prs = scenarios.get("prs-pumping")
-    pumped = set(prs["record_ids"]) if prs else set()
-    target = prs["subject_numbers"][0] if prs else None
-    pumped_seen = 0
-    pumped_at_alert: int | None = None
-    for rec in records:
-        if rec.record_id in pumped:
-            pumped_seen += 1
-        for alert in engine.process(rec):
-            if (
-                pumped_at_alert is None
-                and alert.detector == "pumping"
-                and alert.subject == target
-                and alert.severity == "critical"
-            ):
-                pumped_at_alert = pumped_seen
+    pumped_at_alert = calls_before_critical(
+        engine,
+        records,
+        set(prs["record_ids"]) if prs else set(),
+        "pumping",
+        prs["subject_numbers"][0] if prs else "",
+    )
     engine.finish()
     alerts = engine.alerts
     out.alerts = len(alerts)
@@ -197,6 +189,28 @@ def evaluate_dataset(folder: Path, policy: Policy | None = None) -> Evaluation:
         "normal accounts: warnings per 100 account-days", f"{per_100:.2f}", "<= 1", per_100 <= 1.0
     )
     return out
+
+
+def calls_before_critical(
+    engine: Engine, records: list[CallRecord], counted: set[str], detector: str, subject: str
+) -> int | None:
+    """Feed the records to the engine; how many of the ``counted`` ones (a scenario's
+    records) it had seen when ``detector`` first raised a critical alert on ``subject``
+    (None: it never did)."""
+    seen = 0
+    found: int | None = None
+    for rec in records:
+        if rec.record_id in counted:
+            seen += 1
+        for alert in engine.process(rec):
+            if (
+                found is None
+                and alert.severity == "critical"
+                and alert.detector == detector
+                and alert.subject == subject
+            ):
+                found = seen
+    return found
 
 
 def main_onset(starts: list[datetime]) -> datetime:
