@@ -9,9 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from bench.eval_detection import evaluate
 from tests.core.test_scan import _cli
+from tollguard.cli import _register, app
 
 
 @pytest.mark.parametrize(
@@ -49,3 +51,15 @@ def test_evaluate_command_reports_and_fails_on_a_missed_target(tmp_path: Path) -
     code, out = _cli("evaluate", str(sim), "--policy", str(blind))
     assert code == 1
     assert "missed" in out and "voip-hack" in out
+
+
+def test_evaluate_command_says_what_is_wrong_with_its_input(tmp_path: Path) -> None:
+    _register()
+    runner = CliRunner()
+    res = runner.invoke(app, ["evaluate", str(tmp_path)])
+    # exit 2: the input is wrong (1 means a missed target)
+    assert res.exit_code == 2 and "has no truth.json" in " ".join(res.output.split())
+    (tmp_path / "truth.json").write_text("{}")
+    (tmp_path / "policy.toml").write_text('[defaults]\ncountry = "NL"\n')
+    res = runner.invoke(app, ["evaluate", str(tmp_path)])
+    assert res.exit_code == 2 and "has no 'files'" in " ".join(res.output.split())

@@ -44,7 +44,12 @@ def evaluate_cmd(
     try:
         with err.status("reading, rating and detecting", spinner="dots"):
             result = evaluate_dataset(folder, pol)
-    except (ValueError, OSError, KeyError) as exc:
+    except KeyError as exc:
+        fail(
+            f"{folder / 'truth.json'} has no {exc} (not written by this tollguard simulate?)",
+            "simulate the dataset again: `tollguard simulate OUT_DIR`",
+        )
+    except (ValueError, OSError) as exc:
         fail(str(exc), "see `tollguard evaluate --help` and docs/simulator.md")
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
