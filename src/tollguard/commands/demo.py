@@ -93,6 +93,7 @@ def demo(
     console.print(
         f"Try: tollguard scan {out}/Master.csv --policy {out}/policy.toml --enforce --json"
     )
+    console.print(f"     tollguard evaluate {out}/   (detection against the ground truth)")
     err.print(f"[bold]3/4[/bold] loading the month into the store {out}/tollguard.db ...")
     loaded = load_demo_store(out, policy, result, sim.truth)
     for line in loaded.summary():
