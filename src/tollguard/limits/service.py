@@ -33,9 +33,9 @@ from tollguard.limits.state import (
 from tollguard.policy import Limits, Policy, ResolvedAccount
 from tollguard.rating.deck import RateDeck, RateRow
 
-# Every deny reason, in the order they are checked.
 log = logging.getLogger(__name__)
 
+# Every deny reason, in the order they are checked.
 REASONS = (
     "unknown_account",
     "account_blocked",
