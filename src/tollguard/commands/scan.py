@@ -218,7 +218,7 @@ def _print_alerts(result: ScanResult, out: Console) -> None:
         detected = a.detected_at.isoformat(timespec="minutes")
         out.print(
             f"[{style}]{a.severity.upper():<8}[/{style}] {a.detector} "
-            f"[bold]{escape(a.account or '(none)')}[/bold] -> {escape(a.subject)}: "
+            f"[bold]{escape(a.account or '(none)')}[/bold] -> {escape(a.subject or '(none)')}: "
             f"{a.records:,} call{'' if a.records == 1 else 's'}, {a.currency} {a.cost:,}; "
             f"started {started}, "
             f"detected {detected}"
