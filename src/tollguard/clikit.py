@@ -36,4 +36,11 @@ def load_policy_with_overrides(
         fail(str(exc), "fix the key named above; docs/policy.md lists every key")
     except ValueError as exc:
         fail(f"invalid option: {exc}")
+    if policy.defaults.priors:  # checked now, not when the first record reaches detection
+        from tollguard.detect.priors_file import policy_priors
+
+        try:
+            policy_priors(policy)
+        except ValueError as exc:
+            fail(f"policy defaults.priors: {exc}", "fix or remove `priors` under \\[defaults]")
     return policy

@@ -210,6 +210,7 @@ class Defaults(AccountPolicy):
     international_prefix: str | None = None
     trunk_prefix: str | None = None
     risk_list: str | None = None  # CSV overriding/extending the bundled high-risk list
+    priors: str | None = None  # JSON written by `tollguard calibrate` (detection priors)
     operators: list[Contact] = Field(default_factory=list)  # told about every account's cases
 
     _cdr_tz = field_validator("cdr_timezone")(_check_timezone)

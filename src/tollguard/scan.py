@@ -343,6 +343,22 @@ def records_from_frame(frame: pl.DataFrame) -> Iterator[CallRecord]:
             yield CallRecord(*row)
 
 
+def scan_records(
+    paths: Sequence[Path],
+    policy: Policy,
+    result: ScanResult | None = None,
+    progress: ProgressHook | None = None,
+    options: ScanOptions | None = None,
+) -> Iterator[CallRecord]:
+    """The records of CDR files read, numbered, rated and deduplicated as ``scan`` does,
+    in event order per batch; file reports, rejects and duplicates go into ``result``."""
+    scanner = Scanner(policy, options or ScanOptions())
+    if result is None:
+        result = ScanResult(currency=scanner.currency, detection=False)
+    for frame in scanner.rated_batches(paths, result, progress, None):
+        yield from records_from_frame(frame)
+
+
 def _utc_datetimes(series: pl.Series) -> list[datetime | None]:
     """UTC datetimes from a UTC Datetime column, ~3x faster than ``Series.to_list``."""
     seconds = series.dt.epoch("s").to_list()

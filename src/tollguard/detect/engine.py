@@ -43,6 +43,7 @@ from tollguard.detect.base import (
     dec,
 )
 from tollguard.detect.population import Population
+from tollguard.detect.priors_file import policy_priors
 from tollguard.detect.signature import EPOCH_SLOT_OFFSET, HOURS_PER_WEEK, Priors, Signature
 from tollguard.policy import Policy
 
@@ -206,7 +207,8 @@ class Engine:
     ) -> None:
         self.policy = policy
         self.enforce = enforce
-        self.priors = priors or Priors.default()
+        # explicit priors, else the policy's calibrated ones, else the built-in defaults
+        self.priors = priors or policy_priors(policy) or Priors.default()
         self.detectors: list[Detector] = (
             list(detectors) if detectors is not None else (default_detectors())
         )

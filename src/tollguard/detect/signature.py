@@ -22,7 +22,7 @@ calibration period of history.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -111,21 +111,44 @@ class Priors:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Priors:
+        """Priors from ``to_dict`` output; wrong keys, types or values are a ValueError."""
         fields = dict(data)
+        unknown = sorted(set(fields) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown priors field(s): {', '.join(unknown)}")
         if "shape" in fields:
-            shape = tuple(float(v) for v in fields["shape"])
+            shape = tuple(_number("shape", v) for v in fields["shape"])
             if len(shape) != HOURS_PER_WEEK:
                 raise ValueError(f"priors shape needs {HOURS_PER_WEEK} values, got {len(shape)}")
             fields["shape"] = shape
+        for name in ("country_share", "number_type_share"):
+            if name in fields:
+                table = fields[name]
+                if not isinstance(table, dict):
+                    raise ValueError(f"priors {name} must be an object of shares")
+                fields[name] = {str(k): _number(f"{name}.{k}", v) for k, v in table.items()}
+        for name in _POSITIVE:
+            if name in fields:
+                value = fields[name] = _number(name, fields[name])
+                if value <= 0:
+                    raise ValueError(f"priors {name} must be above 0, got {value}")
         return cls(**fields)
 
     @classmethod
-    def learn(cls, records: Iterable[CallRecord], tz_of: dict[str, str] | str = "UTC") -> Priors:
+    def learn(
+        cls,
+        records: Iterable[CallRecord],
+        tz_of: dict[str, str] | str | Callable[[str], str] = "UTC",
+        min_country_accounts: int = 1,
+    ) -> Priors:
         """Population priors from a calibration period (e.g. a month of normal traffic).
 
-        ``tz_of``: one IANA time zone for all accounts, or a map account -> zone.
+        ``tz_of``: one IANA time zone for all accounts, a map account -> zone, or a
+        function of the account (e.g. the policy's zone of each account).
         The shape is the average over accounts of each account's hour-of-week profile
         (so one busy account does not dominate), smoothed toward the default shape.
+        A country called by fewer than ``min_country_accounts`` distinct accounts gets no
+        share (one account's habit, or its hack, says nothing of the population).
         """
         per_account: dict[str, list[float]] = {}
         first: float | None = None
@@ -136,10 +159,16 @@ class Priors:
         dur = 0.0
         n_dur = 0
         countries: dict[str, float] = {}
+        country_accounts: dict[str, set[str]] = {}  # up to min_country_accounts callers
         types: dict[str, float] = {}
         zones: dict[str, ZoneInfo] = {}
         for rec in records:
-            zone_name = tz_of if isinstance(tz_of, str) else tz_of.get(rec.account, "UTC")
+            if isinstance(tz_of, str):
+                zone_name = tz_of
+            elif isinstance(tz_of, dict):
+                zone_name = tz_of.get(rec.account, "UTC")
+            else:
+                zone_name = tz_of(rec.account)
             tz = zones.get(zone_name)
             if tz is None:
                 tz = zones[zone_name] = ZoneInfo(zone_name)
@@ -159,6 +188,9 @@ class Priors:
                 n_dur += 1
             if rec.country:
                 countries[rec.country] = countries.get(rec.country, 0.0) + 1
+                callers = country_accounts.setdefault(rec.country, set())
+                if len(callers) < min_country_accounts:
+                    callers.add(rec.account)
             if rec.number_type:
                 types[rec.number_type] = types.get(rec.number_type, 0.0) + 1
         base = cls()
@@ -189,9 +221,27 @@ class Priors:
             cost_mean=cost_mean,
             cost_sd=max(math.sqrt(max(cost_var, 0.0)), base.cost_sd / 4),
             duration_mean=dur / n_dur if n_dur else base.duration_mean,
-            country_share={c: v / total_calls for c, v in sorted(countries.items())},
+            country_share={
+                c: v / total_calls
+                for c, v in sorted(countries.items())
+                if len(country_accounts[c]) >= min_country_accounts
+            },
             number_type_share={t: v / total_types for t, v in sorted(types.items())},
         )
+
+
+_POSITIVE = (
+    "level", "level_shape", "slot_shape", "cost_sd", "cost_weight", "duration_mean",
+    "peak_concurrency", "half_life_days",
+)  # fmt: skip
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"priors {name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"priors {name} must be a finite number >= 0, got {value!r}")
+    return float(value)
 
 
 class Signature:

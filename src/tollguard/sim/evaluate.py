@@ -78,14 +78,11 @@ class Evaluation:
 def dataset_records(folder: Path, truth: dict[str, Any], policy: Policy) -> Iterator[CallRecord]:
     """The dataset's CDR files (as its ground truth names them) read, numbered and rated
     as ``scan`` does, in event order."""
-    from tollguard.scan import Scanner, ScanOptions, ScanResult, records_from_frame
+    from tollguard.scan import scan_records
 
-    scanner = Scanner(policy, ScanOptions(detect=False))
-    result = ScanResult(currency=scanner.currency, detection=False)
     cdr = truth["files"]["cdr"]
     paths = [folder / name for name in ([cdr] if isinstance(cdr, str) else cdr)]
-    for frame in scanner.rated_batches(paths, result, None, None):
-        yield from records_from_frame(frame)
+    yield from scan_records(paths, policy)
 
 
 def evaluate_dataset(folder: Path, policy: Policy | None = None) -> Evaluation:
