@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import SAMPLES
 from tests.core.test_scan import _cli
 from tollguard.cli import _register, app
 from tollguard.detect.engine import Engine
@@ -134,3 +135,22 @@ def test_calibrate_says_what_is_wrong(tmp_path: Path) -> None:
     code, _ = _cli("calibrate", str(empty), "--out", str(tmp_path / "p.json"))
     assert code == 2
     assert not (tmp_path / "p.json").exists()  # nothing learned, nothing written
+
+
+def test_a_few_hours_of_one_pbx_are_not_written_without_force(tmp_path: Path) -> None:
+    """A real Asterisk sample (under a day, one account, no rate deck): priors from it
+    would make one PBX's few hours everyone's normal."""
+    sample = SAMPLES / "asterisk" / "newcdrcolumns.csv"
+    out = tmp_path / "priors.json"
+    args = ["calibrate", str(sample), "--country", "NL", "--timezone", "Europe/Amsterdam"]
+    _register()
+    res = CliRunner().invoke(app, [*args, "--out", str(out)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "days of history" in said and "--force" in said
+    assert not out.exists()
+    code, text = _cli(*args, "--out", str(out), "--force", "--json")
+    assert code == 0, text
+    report = json.loads(text)
+    assert report["records"] > 0 and report["priced_records"] == 0
+    assert any("no call was priced" in c for c in report["cautions"])
+    assert read_priors(out).cost_mean == Priors.default().cost_mean

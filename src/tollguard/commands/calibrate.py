@@ -29,12 +29,19 @@ def calibrate_cmd(
         Path | None, typer.Option(help="Policy TOML (accounts, time zones, decks, detectors).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Priors file to write (JSON).")] = Path("priors.json"),
+    country: Annotated[str | None, typer.Option(help="Dialing country, e.g. NL.")] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="Time zone of local CDR times, e.g. Europe/Amsterdam.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Input layout, or 'auto'.")] = "auto",
     rates: Annotated[
         str | None, typer.Option(help="Rate deck CSV (overrides the policy's).")
     ] = None,
     utc: Annotated[bool, typer.Option("--utc", help="CDR times are UTC, not local.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Write the priors even from less than a week or one account.")
+    ] = False,
 ) -> None:
     """Learn detection priors from history and report what detection would have raised.
 
@@ -49,7 +56,7 @@ def calibrate_cmd(
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         fail(f"no such file: {', '.join(missing)}", "check the path; globs like cdr/*.csv work")
-    pol = load_policy_with_overrides(policy)
+    pol = load_policy_with_overrides(policy, country=country, timezone=timezone)
     err = Console(stderr=True)
     result = ScanResult(currency=pol.defaults.currency or "EUR", detection=True)
     options = ScanOptions(fmt=fmt, rates=rates, assume_utc=utc)
@@ -79,6 +86,12 @@ def calibrate_cmd(
         fail(
             "no record to learn from: nothing written",
             "give CDR files with calls (see the rejected lines with `tollguard scan`)",
+        )
+    too_little = cal.too_little()
+    if too_little and not force:
+        fail(
+            f"{too_little}: priors from so little would make it everyone's normal; nothing written",
+            "give 2-4 weeks of history of several accounts, or --force to write it anyway",
         )
     try:
         write_priors(out, cal.priors, {k: v for k, v in report.items() if k != "learned"})
@@ -126,7 +139,10 @@ def _print_report(report: dict[str, object], pol_path: Path | None, out: Path) -
         f"{', '.join(learned['busiest_hours'])}, "  # type: ignore[arg-type]
         f"{float(learned['night_share']) * 100:.1f}% of calls at night (00-07), "  # type: ignore[arg-type]
         f"{float(learned['weekend_share']) * 100:.1f}% at weekends; countries "  # type: ignore[arg-type]
-        + ", ".join(f"{c} {v * 100:.1f}%" for c, v in countries.items())
+        + (
+            ", ".join(f"{c} {v * 100:.1f}%" for c, v in countries.items())
+            or "(none called by 2 or more accounts)"
+        )
     )
     for caution in report["cautions"]:  # type: ignore[attr-defined]
         screen.print(f"[yellow]caution:[/yellow] {caution}")

@@ -92,15 +92,11 @@ def serve(
 
     from tollguard.api.app import create_app
     from tollguard.api.auth import Keyring, KeysError
+    from tollguard.clikit import load_policy_with_overrides
     from tollguard.limits.backends import StateURLError, open_state
     from tollguard.limits.service import AuthorizeService, Settings
-    from tollguard.policy import PolicyError, default_policy, load_policy
 
-    try:
-        pol = load_policy(policy) if policy is not None else default_policy()
-    except PolicyError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    pol = load_policy_with_overrides(policy)  # exit 2 with the reason on a bad policy
     keys_path = keys or (
         Path(os.environ["TOLLGUARD_KEYS_FILE"]) if os.environ.get("TOLLGUARD_KEYS_FILE") else None
     )

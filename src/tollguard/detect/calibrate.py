@@ -26,6 +26,9 @@ from tollguard.policy import Policy
 
 MIN_DAYS = 14  # less history gives a weak hour-of-week shape (one of each weekday)
 MIN_ACCOUNTS = 5  # fewer accounts: the "population" is a handful of customers
+# below these, priors would describe one account's few hours (not written without force)
+TOO_FEW_DAYS = 7
+TOO_FEW_ACCOUNTS = 2
 # a country is common in the priors only when this many accounts called it (as the online
 # population's ``population_accounts``): one account's habit or hack is not the norm
 MIN_COUNTRY_ACCOUNTS = 2
@@ -39,6 +42,7 @@ class Calibration:
     priors: Priors
     records: int = 0
     learned: int = 0  # records the priors were learned from
+    priced: int = 0  # learned records with a cost (the cost per call is learned from them)
     first: datetime | None = None
     last: datetime | None = None
     accounts: set[str] = field(default_factory=set)
@@ -79,6 +83,7 @@ class Calibration:
         return {
             "records": self.records,
             "learned_records": self.learned,
+            "priced_records": self.priced,
             "excluded_records": sum(self.excluded.values()),
             "excluded_by_account": dict(self.excluded.most_common()),
             "accounts": len(self.accounts),
@@ -95,7 +100,21 @@ class Calibration:
             },
             "learned": self.summary(),
             "cautions": self.cautions,
+            "too_little": self.too_little(),
         }
+
+    def too_little(self) -> str | None:
+        """Why these priors should not be used (None when they may): less than a week or
+        a single account would make a few hours of one customer everyone's normal."""
+        if self.learned == 0:
+            return "no record could be learned"
+        if self.days < TOO_FEW_DAYS:
+            return f"only {self.days:.1f} days of history (at least {TOO_FEW_DAYS}, better 14-28)"
+        if len(self.accounts) < TOO_FEW_ACCOUNTS:
+            return (
+                f"only {len(self.accounts)} account (at least {TOO_FEW_ACCOUNTS}, better 5 or more)"
+            )
+        return None
 
 
 def calibrate(records: Iterable[CallRecord], policy: Policy) -> Calibration:
@@ -115,6 +134,7 @@ def calibrate(records: Iterable[CallRecord], policy: Policy) -> Calibration:
             engine.process(record)
             if engine.context(record.account).clean:
                 cal.learned += 1
+                cal.priced += record.cost is not None
                 yield record
             else:
                 cal.excluded[record.account] += 1
@@ -155,6 +175,8 @@ def _cautions(cal: Calibration) -> list[str]:
             f"only {len(cal.accounts)} account(s): the priors describe these few, not a "
             "population; new accounts unlike them will be judged by them"
         )
+    if cal.priced == 0:
+        out.append("no call was priced (no rate deck?): the cost per call is the built-in default")
     if cal.excluded:
         out.append(
             f"{sum(cal.excluded.values()):,} records in critical findings were not learned "
