@@ -48,7 +48,7 @@ def calibrate_cmd(
     New accounts start from these priors instead of the built-in ones: the hours your
     customers call, what a call costs, the countries they call. Records in critical
     findings (a hack in the history) are not learned. Use the file with
-    `priors = "priors.json"` under [defaults] in the policy."""
+    `priors = "priors.json"` under \\[defaults] in the policy."""
     from tollguard.detect.calibrate import calibrate
     from tollguard.detect.priors_file import write_priors
     from tollguard.scan import ScanOptions, ScanResult, scan_records
