@@ -96,6 +96,26 @@ class Enforcement:
 
 
 @dataclass
+class HistoryReport:
+    """Files the engine learned from before the scanned ones (``ScanOptions.history``)."""
+
+    files: list[FileReport] = field(default_factory=list)
+    records: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    earlier_scanned: int = 0  # scanned records that ended before the history's last one
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": [vars(f) for f in self.files],
+            "records": self.records,
+            "first": self.first.isoformat() if self.first else None,
+            "last": self.last.isoformat() if self.last else None,
+            "scanned_records_before_its_end": self.earlier_scanned,
+        }
+
+
+@dataclass
 class ScanResult:
     currency: str
     records: int = 0
@@ -110,6 +130,7 @@ class ScanResult:
     alerts: list[Alert] = field(default_factory=list)
     enforcement: dict[str, Enforcement] = field(default_factory=dict)
     detection: bool = False
+    history: HistoryReport | None = None
 
     @property
     def cost(self) -> Decimal:
@@ -153,6 +174,8 @@ class ScanResult:
         }
         if self.detection:
             out["alerts"] = [a.to_dict() for a in self.alerts]
+        if self.history is not None:
+            out["history"] = self.history.to_json()
         return out
 
 
@@ -171,6 +194,9 @@ class ScanOptions:
     batch_rows: int = 250_000
     mapping: ColumnMapping | None = None
     source: str | None = None
+    # files detection learns from first (signatures, population, open windows); their
+    # calls are not counted and their alerts not reported
+    history: Sequence[Path] = ()
 
 
 class Scanner:
@@ -391,6 +417,8 @@ def run_scan(
     result = ScanResult(currency=scanner.currency, detection=scanner.engine is not None)
     writer = RatedWriter(options.out) if options.out else None
     quarantine = QuarantineWriter(options.quarantine_out) if options.quarantine_out else None
+    if options.history and scanner.engine is not None:
+        result.history = _learn_history(scanner, scanner.engine, options.history, progress)
     batches = scanner.rated_batches(paths, result, progress, quarantine)
     if scanner.engine is not None:
         # the engine is pure Python and the slowest stage: read, number and rate the
@@ -403,6 +431,9 @@ def run_scan(
             _summarize(result, frame, no_deck)
             if writer is not None:
                 writer.write(frame)
+            if result.history is not None and result.history.last is not None:
+                early = frame.get_column("end") < result.history.last
+                result.history.earlier_scanned += int(early.sum())
             if scanner.engine is not None:
                 for record in records_from_frame(frame):
                     # with enforce=True the engine itself counts calls it would refuse
@@ -427,3 +458,24 @@ def run_scan(
                     },
                 )
     return result
+
+
+def _learn_history(
+    scanner: Scanner, engine: Engine, paths: Sequence[Path], progress: ProgressHook | None
+) -> HistoryReport:
+    """Run the history through detection, then start reporting afresh: what the engine
+    learned stays, the history's alerts, blocks and counts do not."""
+    learned = ScanResult(currency=scanner.currency)
+    report = HistoryReport(files=learned.files)
+    for frame in prefetch(scanner.rated_batches(paths, learned, progress, None)):
+        ends = frame.get_column("end")
+        first, last = ends.min(), ends.max()
+        if isinstance(first, datetime) and (report.first is None or first < report.first):
+            report.first = first
+        if isinstance(last, datetime) and (report.last is None or last > report.last):
+            report.last = last
+        report.records += frame.height
+        for record in records_from_frame(frame):
+            engine.process(record)
+    engine.start_reporting()
+    return report

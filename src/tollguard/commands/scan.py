@@ -59,6 +59,13 @@ def scan(
         Path | None, typer.Option(help="Write every rejected line (JSON Lines).")
     ] = None,
     detect: Annotated[bool, typer.Option(help="Run the fraud detectors.")] = True,
+    history: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Earlier CDR files detection learns from first; not counted, their alerts "
+            "not reported (repeat)."
+        ),
+    ] = None,
     alerts_out: Annotated[Path | None, typer.Option(help="Write alerts (JSON Lines).")] = None,
     enforce: Annotated[
         bool, typer.Option(help="Replay as if tollguard had refused calls after a critical alert.")
@@ -68,9 +75,11 @@ def scan(
     ] = False,
 ) -> None:
     """Read CDR files, price every call exactly, and summarize per account."""
-    missing = [str(f) for f in files if not f.is_file()]
+    missing = [str(f) for f in [*files, *(history or [])] if not f.is_file()]
     if missing:
         fail(f"no such file: {', '.join(missing)}", "check the path; globs like cdr/*.csv work")
+    if history and not detect:
+        fail("--history is learned by detection", "drop --no-detect, or drop --history")
     pol = load_policy_with_overrides(policy, country=country, timezone=timezone)
     if (
         rates is None
@@ -97,6 +106,7 @@ def scan(
         detect=detect or alerts_out is not None or enforce,
         enforce=enforce,
         assume_utc=utc,
+        history=history or (),
     )
     try:
         result = _run_with_progress(files, pol, options, quiet=as_json)
@@ -114,7 +124,8 @@ def scan(
 def _run_with_progress(
     files: list[Path], pol: Any, options: ScanOptions, *, quiet: bool
 ) -> ScanResult:
-    total = sum(f.stat().st_size for f in files)
+    every = [*options.history, *files]  # the history is read first
+    total = sum(f.stat().st_size for f in every)
     big = total > 5_000_000 and not quiet and console.is_terminal
     if not big:
         return run_scan(files, pol, options)
@@ -126,7 +137,7 @@ def _run_with_progress(
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task("scanning", total=len(files), records=0)
+        task = bar.add_task("scanning", total=len(every), records=0)
         done: dict[str, int] = {"records": 0}
         seen: set[str] = set()
 
@@ -138,7 +149,7 @@ def _run_with_progress(
             bar.update(task, records=done["records"])
 
         result = run_scan(files, pol, options, hook)
-        bar.update(task, completed=len(files))
+        bar.update(task, completed=len(every))
     return result
 
 
@@ -192,8 +203,26 @@ def print_summary(result: ScanResult, out: Console) -> None:
         for u in result.unrated_calls[:5]:
             out.print(f"    e.g. {u['source_file']}:{u['source_line']}: {u['reason']}")
         out.print("  (all of them: --json, or --out rated.csv where cost is empty)")
+    if result.history is not None:
+        _print_history(result, out)
     if result.detection:
         _print_alerts(result, out)
+
+
+def _print_history(result: ScanResult, out: Console) -> None:
+    h = result.history
+    assert h is not None
+    span = f"{h.first:%Y-%m-%d %H:%M} to {h.last:%Y-%m-%d %H:%M} UTC" if h.first and h.last else ""
+    out.print(
+        f"Detection first learned from [bold]{h.records:,}[/bold] records of history "
+        f"({len(h.files)} file(s), {span}); their calls are not in the totals above and "
+        "their alerts are not reported."
+    )
+    if h.earlier_scanned:
+        out.print(
+            f"[yellow]caution:[/yellow] {h.earlier_scanned:,} scanned records ended before "
+            "the history's last one: give history that comes before the scanned files"
+        )
 
 
 ALERTS_SHOWN = 50  # the rest are in --json and --alerts-out

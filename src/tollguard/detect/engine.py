@@ -319,7 +319,11 @@ class Engine:
         would have been blocked and ``cost_prevented``/``calls_refused`` count the calls
         after that block that a blocking tollguard would have refused.
         """
-        return {account: books.summary(account) for account, books in self._books.items()}
+        return {
+            account: books.summary(account)
+            for account, books in self._books.items()
+            if books.calls_allowed or books.calls_refused  # not only in a learned history
+        }
 
     def _block(self, alert: Alert, finding: Finding, ctx: AccountContext, at: datetime) -> None:
         scope = finding.block
@@ -526,6 +530,21 @@ class Engine:
         stale = [k for k, op in self._open.items() if now_ts - op.last > self._gap_s]
         for k in stale:
             del self._open[k]
+
+    def start_reporting(self) -> None:
+        """History learned (``scan --history``): from now on report afresh. Signatures,
+        the population and the detectors' windows and counters stay, as a tollguard
+        that had been running would have them; the alerts so far, their open situations,
+        the blocks they caused and the enforcement counts are forgotten, so a situation
+        still going on at this point is a new alert."""
+        self.alerts = []
+        self._open.clear()
+        self._blocked_accounts.clear()
+        self._blocked_numbers.clear()
+        self._blocked_prefixes.clear()
+        self._any_block = False
+        for account, ctx in self._accounts.items():
+            ctx.books = self._books[account] = _Books()
 
     # -- introspection ------------------------------------------------------
     def signature(self, account: str) -> Signature | None:
