@@ -74,9 +74,10 @@ def test_history_gives_the_alerts_of_one_long_scan(month: Path) -> None:
     assert len(expected) >= 3  # the month's frauds come after the cut
     assert after_cut(later) == expected
     # no alert of the history is reported
+    reported = later["alerts"]
+    assert isinstance(reported, list)
     assert all(
-        datetime.fromisoformat(a["detected_at"]) >= cut_utc - timedelta(hours=12)
-        for a in later["alerts"]  # type: ignore[union-attr]
+        datetime.fromisoformat(a["detected_at"]) >= cut_utc - timedelta(hours=12) for a in reported
     )
     # without the history the same file starts cold: it is not the same
     assert after_cut(alone) != expected
