@@ -154,3 +154,15 @@ def test_a_few_hours_of_one_pbx_are_not_written_without_force(tmp_path: Path) ->
     assert report["records"] > 0 and report["priced_records"] == 0
     assert any("no call was priced" in c for c in report["cautions"])
     assert read_priors(out).cost_mean == Priors.default().cost_mean
+
+
+def test_the_human_report_says_what_to_put_in_the_policy(hacked_history: Path) -> None:
+    code, text = _cli(
+        "calibrate", str(hacked_history / "Master.csv"), "--policy",
+        str(hacked_history / "policy.toml"), "--out", str(hacked_history / "human.json"),
+    )  # fmt: skip
+    said = " ".join(text.split())
+    assert code == 0
+    assert "What detection would have raised on this history" in said
+    assert "records in critical findings left out" in said and "busiest" in said
+    assert "under [defaults] in" in said and 'priors = "human.json"' in said

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +14,10 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tollguard.clikit import fail, load_policy_with_overrides
+
+if TYPE_CHECKING:
+    from tollguard.detect.calibrate import Calibration
+    from tollguard.scan import ScanResult
 
 
 def register(app: typer.Typer) -> None:
@@ -100,51 +104,47 @@ def calibrate_cmd(
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    _print_report(report, pol_path=policy, out=out)
+    _print_report(cal, result, pol_path=policy, out=out)
 
 
-def _print_report(report: dict[str, object], pol_path: Path | None, out: Path) -> None:
+def _print_report(cal: Calibration, scanned: ScanResult, pol_path: Path | None, out: Path) -> None:
     screen = Console()
-    learned: dict[str, object] = report["learned"]  # type: ignore[assignment]
+    first = cal.first.isoformat() if cal.first else "?"
+    last = cal.last.isoformat() if cal.last else "?"
     screen.print(
-        f"Learned from [bold]{report['learned_records']:,}[/bold] of {report['records']:,} "
-        f"records, {report['accounts']} accounts, {report['first']} to {report['last']} "
-        f"({report['days']} days); {report['excluded_records']:,} records in critical "
-        f"findings left out; {report['rejected_lines']:,} lines rejected, "
-        f"{report['duplicates']:,} duplicates ignored."
+        f"Learned from [bold]{cal.learned:,}[/bold] of {cal.records:,} records, "
+        f"{len(cal.accounts)} accounts, {first} to {last} ({cal.days:.2f} days); "
+        f"{sum(cal.excluded.values()):,} records in critical findings left out; "
+        f"{scanned.rejected:,} lines rejected, {scanned.duplicates:,} duplicates ignored."
     )
-    by_det: dict[str, dict[str, int]] = report["alerts_by_detector"]  # type: ignore[assignment]
     table = Table(title="What detection would have raised on this history", title_justify="left")
     for col in ("detector", "warnings", "critical"):
         table.add_column(col, justify="left" if col == "detector" else "right")
-    for name, counts in by_det.items():
+    for name, counts in sorted(cal.by_detector.items()):
         table.add_row(name, f"{counts['warning']:,}", f"{counts['critical']:,}")
-    if not by_det:
+    if not cal.by_detector:
         table.add_row("(no alert)", "0", "0")
     screen.print(table)
-    by_acc: dict[str, dict[str, int]] = report["alerts_by_account"]  # type: ignore[assignment]
-    if by_acc:
-        top = list(by_acc.items())[:10]
+    by_account = cal.to_dict()["alerts_by_account"]  # most critical first
+    if by_account:
         screen.print(
             "Accounts with the most alerts: "
             + "; ".join(
                 f"{a or '(none)'} {c['critical']} critical, {c['warning']} warning(s)"
-                for a, c in top
+                for a, c in list(by_account.items())[:10]
             )
         )
-    countries: dict[str, float] = learned["countries"]  # type: ignore[assignment]
+    learned = cal.summary()
+    countries = ", ".join(f"{c} {v * 100:.1f}%" for c, v in learned["countries"].items())
     screen.print(
         f"Learned: {learned['calls_per_hour_median_account']} calls per hour (median account), "
         f"{learned['cost_per_call_mean']} per call on average, busiest "
-        f"{', '.join(learned['busiest_hours'])}, "  # type: ignore[arg-type]
-        f"{float(learned['night_share']) * 100:.1f}% of calls at night (00-07), "  # type: ignore[arg-type]
-        f"{float(learned['weekend_share']) * 100:.1f}% at weekends; countries "  # type: ignore[arg-type]
-        + (
-            ", ".join(f"{c} {v * 100:.1f}%" for c, v in countries.items())
-            or "(none called by 2 or more accounts)"
-        )
+        f"{', '.join(cal.busiest_hours())}, "
+        f"{learned['night_share'] * 100:.1f}% of calls at night (00-07), "
+        f"{learned['weekend_share'] * 100:.1f}% at weekends; countries "
+        + (countries or "(none called by 2 or more accounts)")
     )
-    for caution in report["cautions"]:  # type: ignore[attr-defined]
+    for caution in cal.cautions:
         screen.print(f"[yellow]caution:[/yellow] {caution}")
     where = "the policy" if pol_path is None else str(pol_path)
     rel = out
