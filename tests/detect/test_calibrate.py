@@ -91,6 +91,7 @@ def test_the_policys_priors_reach_the_engine_and_a_scan(hacked_history: Path) ->
         (None, "No such file"),
         ("{not json", "is not JSON"),
         ('{"tollguard_priors": 7, "priors": {}}', "has format 7"),
+        ('{"tollguard_priors": 1, "calibration": {}}', "has no 'priors' object"),
         ('{"level": 0.3, "colour": "red"}', "unknown priors field(s): colour"),
         ('{"level": "high"}', "level must be a number"),
         ('{"level": -1}', "must be a finite number >= 0"),

@@ -125,13 +125,13 @@ def _print_report(cal: Calibration, scanned: ScanResult, pol_path: Path | None, 
     if not cal.by_detector:
         table.add_row("(no alert)", "0", "0")
     screen.print(table)
-    by_account = cal.to_dict()["alerts_by_account"]  # most critical first
+    by_account = cal.accounts_by_alerts()
     if by_account:
         screen.print(
             "Accounts with the most alerts: "
             + "; ".join(
                 f"{a or '(none)'} {c['critical']} critical, {c['warning']} warning(s)"
-                for a, c in list(by_account.items())[:10]
+                for a, c in by_account[:10]
             )
         )
     learned = cal.summary()

@@ -62,6 +62,13 @@ class Calibration:
         order = sorted(range(HOURS_PER_WEEK), key=lambda h: -self.priors.shape[h])
         return [_slot_name(h) for h in order[:n]]
 
+    def accounts_by_alerts(self) -> list[tuple[str, Counter[str]]]:
+        """Accounts with alerts, most critical first, then most warnings."""
+        return sorted(
+            self.by_account.items(),
+            key=lambda kv: (-kv[1]["critical"], -kv[1]["warning"], kv[0]),
+        )
+
     def summary(self) -> dict[str, Any]:
         """The learned priors in words a person can check."""
         p = self.priors
@@ -91,13 +98,7 @@ class Calibration:
             "last": self.last.isoformat() if self.last else None,
             "days": round(self.days, 2),
             "alerts_by_detector": {k: dict(v) for k, v in sorted(self.by_detector.items())},
-            "alerts_by_account": {
-                k: dict(v)
-                for k, v in sorted(
-                    self.by_account.items(),
-                    key=lambda kv: (-kv[1]["critical"], -kv[1]["warning"], kv[0]),
-                )
-            },
+            "alerts_by_account": {k: dict(v) for k, v in self.accounts_by_alerts()},
             "learned": self.summary(),
             "cautions": self.cautions,
             "too_little": self.too_little(),

@@ -47,9 +47,10 @@ def read_priors(path: Path) -> Priors:
             f"priors file {path} has format {version!r}, this tollguard reads "
             f"{FORMAT_VERSION}; {_HINT}"
         )
-    fields = doc.get("priors", doc) if version is not None else doc
+    # a versioned file keeps the priors under "priors"; a bare one is the priors itself
+    fields = doc.get("priors") if version is not None else doc
     if not isinstance(fields, dict):
-        raise ValueError(f"priors file {path}: 'priors' is not an object; {_HINT}")
+        raise ValueError(f"priors file {path} has no 'priors' object; {_HINT}")
     try:
         return Priors.from_dict(fields)
     except (TypeError, ValueError) as exc:
