@@ -5,24 +5,33 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_DIR ?= demo-out
+NATIVE := src/tollguard/_native/manifest.json
+NATIVE_SOURCES := src/tollguard/native.py src/tollguard/cdr/model.py $(wildcard src/tollguard/detect/*.py)
 
-.PHONY: install install-dev demo test lint bench clean
+.PHONY: install install-dev native demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[native]'
 	touch $@
 
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,native]'
 	touch $(STAMP) $@
 
-install: $(STAMP)
+# The compiled per-record path (mypyc), rebuilt when its sources change; without a C
+# compiler tollguard runs the same code as pure Python, only slower.
+$(NATIVE): $(NATIVE_SOURCES) | $(STAMP)
+	$(BIN)/python -m tollguard.native build || echo "tollguard: not compiled; running as pure Python (slower)"
 
-install-dev: $(DEV_STAMP)
+install: $(STAMP) $(NATIVE)
+
+install-dev: $(DEV_STAMP) $(NATIVE)
+
+native: $(NATIVE)
 
 demo: install
 	$(BIN)/tollguard demo --out $(DEMO_DIR)
@@ -40,4 +49,4 @@ bench: install-dev
 	$(BIN)/python -m bench.run_all
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache src/tollguard/_native

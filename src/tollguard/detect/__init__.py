@@ -1,9 +1,13 @@
 """detect: the detection engine and one module per detector (see docs/detection.md)."""
 
-from tollguard.detect.alert import Alert, Evidence
-from tollguard.detect.base import AccountContext, Detector, Finding
-from tollguard.detect.engine import EnforcementSummary, Engine, default_detectors
-from tollguard.detect.signature import Priors, Signature
+from tollguard.native import extend
+
+extend(__path__, __name__)  # the compiled modules, when built and current
+
+from tollguard.detect.alert import Alert, Evidence  # noqa: E402
+from tollguard.detect.base import AccountContext, Detector, Finding  # noqa: E402
+from tollguard.detect.engine import EnforcementSummary, Engine, default_detectors  # noqa: E402
+from tollguard.detect.signature import Priors, Signature  # noqa: E402
 
 __all__ = [
     "AccountContext",

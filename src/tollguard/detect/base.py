@@ -19,8 +19,10 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol
 from zoneinfo import ZoneInfo
+
+from mypy_extensions import mypyc_attr
 
 from tollguard.cdr.model import CallRecord, cost_from_e4
 from tollguard.detect.alert import Severity
@@ -330,7 +332,6 @@ def _nonempty(limits: Any) -> bool:
     return False
 
 
-@runtime_checkable
 class Detector(Protocol):
     """One fraud pattern. ``observe`` is called for every record of every account for
     which the detector is enabled, in event-time order; ``finish`` at end of input."""
@@ -345,6 +346,7 @@ class Detector(Protocol):
     def finish(self) -> list[tuple[Finding, AccountContext]]: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # detectors of your own may extend it
 class BaseDetector:
     """Defaults for the lifecycle hooks; subclasses set the class attributes."""
 
@@ -355,6 +357,22 @@ class BaseDetector:
 
     def finish(self) -> list[tuple[Finding, AccountContext]]:
         return []
+
+
+def thresholds(settings: Settings, key: str) -> dict[str, int | float | None]:
+    """A setting's warning and critical thresholds for an explanation. A whole number is
+    written as one (20, not 20.0), however it was stored: the alert text must not depend
+    on whether the compiled path (which reads thresholds as floats) ran."""
+    return {
+        "warning": _plain(settings.warning.get(key)),
+        "critical": _plain(settings.critical.get(key)),
+    }
+
+
+def _plain(value: int | float | None) -> int | float | None:  # int: no float coercion
+    if value is not None and value == int(value):
+        return int(value)
+    return value
 
 
 def cost_of(record: CallRecord) -> Decimal:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import Severity
-from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money
+from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money, thresholds
 from tollguard.detect.stats import effective_shape, nbinom_sf
 
 
@@ -118,10 +118,7 @@ class ConcurrencyDetector(BaseDetector):
                 "value": st.peak,
                 "expected": round(usual, 2),
                 "p_value": float(f"{st.p:.3g}"),
-                "threshold": {
-                    "warning": ctx.settings(self).warning["p_value"],
-                    "critical": ctx.settings(self).critical["p_value"],
-                },
+                "threshold": thresholds(ctx.settings(self), "p_value"),
                 "why": why,
             },
         )

@@ -66,6 +66,7 @@ from tollguard.detect.base import (
     SubjectKind,
     Tally,
     money,
+    thresholds,
 )
 from tollguard.detect.unusual_hours import SILENT_FRACTION
 
@@ -311,10 +312,7 @@ class DestinationDetector(BaseDetector):
             explanation={
                 "parameter": param,
                 "value": t.calls,
-                "threshold": {
-                    "warning": th.warning.get(f"{key}_calls"),
-                    "critical": th.critical.get(f"{key}_calls"),
-                },
+                "threshold": thresholds(th, f"{key}_calls"),
                 "cost": money(t.cost),
                 "silent_hour_calls": sit.silent,
                 "risk": sit.risk,

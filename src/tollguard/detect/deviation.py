@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import Severity
-from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money
+from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money, thresholds
 from tollguard.detect.stats import compound_spend_sf, effective_shape, nbinom_sf
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -245,10 +245,7 @@ class DeviationDetector(BaseDetector):
                 "value": value,
                 "expected": expected,
                 "p_value": float(f"{p:.3g}"),
-                "threshold": {
-                    "warning": ctx.settings(self).warning["p_value"],
-                    "critical": ctx.settings(self).critical["p_value"],
-                },
+                "threshold": thresholds(ctx.settings(self), "p_value"),
                 "window": w.kind,
                 "why": why,
             },

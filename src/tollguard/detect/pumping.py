@@ -44,6 +44,7 @@ from tollguard.detect.base import (
     SubjectKind,
     Tally,
     money,
+    thresholds,
 )
 from tollguard.detect.stats import effective_shape, nbinom_sf
 
@@ -309,10 +310,7 @@ class PumpingDetector(BaseDetector):
                 "distinct_callers": len(w.callers),
                 "duration_cv": None if math.isinf(w.cv()) else round(w.cv(), 3),
                 "features": features,
-                "threshold": {
-                    "warning": ctx.settings(self).warning["p_value"],
-                    "critical": ctx.settings(self).critical["p_value"],
-                },
+                "threshold": thresholds(ctx.settings(self), "p_value"),
                 "why": why,
             },
         )

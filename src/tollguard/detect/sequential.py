@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import Severity
-from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money
+from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money, thresholds
 
 
 @dataclass(slots=True)
@@ -132,10 +132,7 @@ class SequentialDetector(BaseDetector):
                 explanation={
                     "parameter": "sequential_numbers",
                     "value": blk.run,
-                    "threshold": {
-                        "warning": settings.warning["run"],
-                        "critical": settings.critical["run"],
-                    },
+                    "threshold": thresholds(settings, "run"),
                     "why": why,
                 },
             )

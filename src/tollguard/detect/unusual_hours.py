@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import Severity
-from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money
+from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money, thresholds
 from tollguard.detect.stats import effective_shape, nbinom_sf
 
 SILENT_FRACTION = 0.15
@@ -135,10 +135,7 @@ class UnusualHoursDetector(BaseDetector):
                     "value": calls,
                     "expected": round(st.mu, 3),
                     "p_value": float(f"{st.p:.3g}"),
-                    "threshold": {
-                        "warning": settings.warning["p_value"],
-                        "critical": settings.critical["p_value"],
-                    },
+                    "threshold": thresholds(settings, "p_value"),
                     "why": why,
                 },
             )

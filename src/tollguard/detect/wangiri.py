@@ -25,7 +25,15 @@ from typing import Any, ClassVar
 
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import Severity
-from tollguard.detect.base import AccountContext, BaseDetector, Finding, Tally, money
+from tollguard.detect.base import (
+    AccountContext,
+    BaseDetector,
+    Finding,
+    Settings,
+    Tally,
+    money,
+    thresholds,
+)
 
 
 @dataclass(slots=True)
@@ -67,12 +75,11 @@ class WangiriDetector(BaseDetector):
 
     def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
         settings = ctx.cur if ctx.cur is not None else ctx.settings(self)
-        opts = settings.options
         out: list[Finding] = []
-        callback = self._callback(record, ctx, settings.warning, settings.critical, opts)
+        callback = self._callback(record, ctx, settings)
         if callback is not None:
             out.append(callback)
-        flood = self._flood(record, ctx, settings.warning, settings.critical, opts)
+        flood = self._flood(record, ctx, settings)
         if flood is not None:
             out.append(flood)
         return out
@@ -82,10 +89,9 @@ class WangiriDetector(BaseDetector):
         self,
         record: CallRecord,
         ctx: AccountContext,
-        warning: dict[str, float],
-        critical: dict[str, float],
-        opts: dict[str, Any],
+        settings: Settings,
     ) -> Finding | None:
+        warning, critical, opts = settings.warning, settings.critical, settings.options
         st: _Flood | None = ctx.state.get(self.name)
         if st is None:
             st = ctx.state[self.name] = _Flood()
@@ -162,10 +168,7 @@ class WangiriDetector(BaseDetector):
             explanation={
                 "parameter": "one_ring_destinations",
                 "value": st.peak,
-                "threshold": {
-                    "warning": warning["destinations"],
-                    "critical": critical["destinations"],
-                },
+                "threshold": thresholds(settings, "destinations"),
                 "sources": [s for s, _ in top],
                 "why": why,
             },
@@ -188,10 +191,9 @@ class WangiriDetector(BaseDetector):
         self,
         record: CallRecord,
         ctx: AccountContext,
-        warning: dict[str, float],
-        critical: dict[str, float],
-        opts: dict[str, Any],
+        settings: Settings,
     ) -> Finding | None:
+        warning, critical, opts = settings.warning, settings.critical, settings.options
         if not self._sources:
             return None
         number = record.callee_e164
@@ -237,7 +239,7 @@ class WangiriDetector(BaseDetector):
             explanation={
                 "parameter": "wangiri_callbacks",
                 "value": n,
-                "threshold": {"warning": warning["callbacks"], "critical": critical["callbacks"]},
+                "threshold": thresholds(settings, "callbacks"),
                 "why": why,
             },
         )
