@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,8 +28,10 @@ from pathlib import Path
 
 import polars as pl
 
+import tollguard.detect.engine
 from bench.cdrgen import write_asterisk, write_deck
 from bench.memory import peak_rss_kib
+from tollguard import native
 from tollguard.policy import Policy, load_policy, parse_policy
 from tollguard.scan import ScanOptions, run_scan
 
@@ -72,10 +75,14 @@ def _policy() -> Policy:
     )
 
 
-def child(path: Path, detect: bool) -> None:
-    result = run_scan([path], _policy(), ScanOptions(detect=detect))
+def child(path: Path, detect: bool, timed: bool, traffic: str) -> None:
+    policy = _simulated()[1] if traffic == "simulated" else _policy()
+    t0 = time.perf_counter()
+    result = run_scan([path], policy, ScanOptions(detect=detect))
+    seconds = time.perf_counter() - t0
     peak_kib = peak_rss_kib()
-    print(json.dumps({"records": result.records, "peak_mib": peak_kib / 1024}))
+    out = {"records": result.records, "peak_mib": peak_kib / 1024}
+    print(json.dumps({**out, "seconds": seconds} if timed else out))
 
 
 def _child_peak(path: Path, detect: bool) -> dict[str, float]:
@@ -87,12 +94,24 @@ def _child_peak(path: Path, detect: bool) -> dict[str, float]:
     return peak
 
 
+def _pure_detect_seconds(path: Path, traffic: str) -> float:
+    """The detection scan in a child process that runs the pure Python path (the choice
+    is made once per process, at import), against this process's baseline."""
+    cmd = [sys.executable, "-m", "bench.bench_scan", "--child", str(path), "--detect", "--time"]
+    cmd += ["--traffic", traffic]
+    env = {**os.environ, native.PURE_ENV: "1"}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    seconds: float = json.loads(out.strip().splitlines()[-1])["seconds"]
+    return seconds
+
+
 def _floors(path: Path, policy: Policy, plain: float) -> None:
     """What the per-record design costs before any detector runs, against scan without
     detection: turning the rated frames into ``CallRecord`` objects, and the engine's own
     per-record work (clock, books, signature, overlap, population) with no detector."""
+    from tollguard.cdr.records import records_from_frame
     from tollguard.detect.engine import Engine
-    from tollguard.scan import Scanner, ScanResult, records_from_frame
+    from tollguard.scan import Scanner, ScanResult
 
     scanner = Scanner(policy, ScanOptions(detect=False))
     result = ScanResult(currency=scanner.currency, detection=False)
@@ -127,9 +146,10 @@ def main() -> None:
     ap.add_argument("--traffic", choices=("random", "simulated"), default="random")
     ap.add_argument("--child")
     ap.add_argument("--detect", action="store_true")
+    ap.add_argument("--time", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        child(Path(args.child), args.detect)
+        child(Path(args.child), args.detect, args.time, args.traffic)
         return
     distinct = None if args.all_distinct else 200_000
     if args.traffic == "simulated":
@@ -148,8 +168,15 @@ def main() -> None:
     print(f"ratio scan / read_csv:      {plain / baseline:.2f}  (target <= 4)")
     if not args.skip_detect:
         detect = _best(lambda: run_scan([path], policy, ScanOptions(detect=True)), repeat=1)
+        path_kind = "compiled" if native.compiled(tollguard.detect.engine) else "pure Python"
         print(f"scan with detection:        {detect:.2f} s = {args.rows / detect:,.0f} records/s")
-        print(f"ratio detect / no-detect:   {detect / plain:.2f}  (target <= 2)")
+        print(f"ratio detect / no-detect:   {detect / plain:.2f}  (target <= 2; {path_kind})")
+        if path_kind == "compiled":
+            pure = _pure_detect_seconds(path, args.traffic)
+            print(
+                f"same, pure Python (child):  {pure:.2f} s = {pure / plain:.2f}x; "
+                f"compiled path {pure / detect:.2f}x faster"
+            )
         _floors(path, policy, plain)
     if not args.skip_memory:
         big = _data(args.big, distinct)

@@ -19,13 +19,13 @@ import polars as pl
 from sqlalchemy import Engine, func, select
 
 from bench.cdrgen import write_asterisk
+from tollguard.cdr.records import records_from_frame
 from tollguard.detect.engine import Engine as DetectionEngine
 from tollguard.ingest.core import Ingestor
 from tollguard.ingest.live import LiveDetection
 from tollguard.ingest.nats_source import NatsOptions, consume, publish_lines
 from tollguard.ingest.tail import FileFollower
 from tollguard.policy import Policy
-from tollguard.scan import records_from_frame
 from tollguard.sim.core import SimulationResult
 from tollguard.store.cases_schema import alerts as alerts_t
 from tollguard.store.cases_schema import cases as cases_t

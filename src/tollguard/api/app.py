@@ -867,7 +867,8 @@ def _records_from_csv(
     service: AuthorizeService, raw: bytes, fmt: str
 ) -> tuple[list[CallRecord], int]:
     try:
-        from tollguard.scan import Scanner, ScanOptions, ScanResult, records_from_frame
+        from tollguard.cdr.records import records_from_frame
+        from tollguard.scan import Scanner, ScanOptions, ScanResult
     except ImportError:
         raise Problem(501, "csv-unavailable", "CSV intake needs the CDR readers") from None
     fd, name = tempfile.mkstemp(suffix=".csv", prefix="tollguard-cdrs-")

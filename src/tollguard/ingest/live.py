@@ -99,7 +99,7 @@ class LiveDetection:
 
     def process(self, frame: pl.DataFrame) -> list[Alert]:
         """Run new rated records through the engine; file and write the alerts."""
-        from tollguard.scan import records_from_frame
+        from tollguard.cdr.records import records_from_frame
 
         with self._lock:
             alerts: list[Alert] = []
@@ -126,7 +126,7 @@ class LiveDetection:
     def warm_up(self, days: float) -> int:
         """Replay the stored records of the last ``days`` days (before the newest stored
         call) through the engine, filing nothing. Returns the number replayed."""
-        from tollguard.scan import records_from_frame
+        from tollguard.cdr.records import records_from_frame
 
         if days <= 0:
             return 0
