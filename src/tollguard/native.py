@@ -95,8 +95,12 @@ def active() -> bool:
     return _decision
 
 
+def _forced_pure() -> bool:
+    return os.environ.get(PURE_ENV, "") not in ("", "0")
+
+
 def _decide() -> bool:
-    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+    if _forced_pure():
         return False
     folder = native_dir()
     if not folder.exists():
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args[:1] == ["status"]:
         reasons = problems()
-        state = {"compiled": not reasons and os.environ.get(PURE_ENV, "") in ("", "0")}
+        state = {"compiled": not reasons and not _forced_pure()}
         if "--json" in args:
             print(json.dumps({**state, "problems": reasons, "modules": list(NATIVE_MODULES)}))
         elif state["compiled"]:

@@ -23,10 +23,13 @@ from tollguard.sim import simulate
 SRC = Path(native.__file__).resolve().parents[1]
 
 
+def _env(pure: bool) -> dict[str, str]:
+    return {**os.environ, native.PURE_ENV: "1" if pure else "0"}
+
+
 def _tollguard(*args: str, pure: bool) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, native.PURE_ENV: "1" if pure else "0"}
     cmd = [sys.executable, "-c", "from tollguard.cli import main; main()", *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=_env(pure), capture_output=True, text=True, timeout=300)
 
 
 def _built() -> bool:
@@ -72,9 +75,8 @@ def test_compiled_and_pure_give_the_same_alerts(
 
 
 def _status(pure: bool) -> dict[str, object]:
-    env = {**os.environ, native.PURE_ENV: "1" if pure else "0"}
     cmd = [sys.executable, "-m", "tollguard.native", "status", "--json"]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(cmd, env=_env(pure), capture_output=True, text=True, check=True).stdout
     status: dict[str, object] = json.loads(out)
     return status
 
