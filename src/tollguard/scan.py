@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -370,36 +370,33 @@ def run_scan(
     result = ScanResult(currency=scanner.currency, detection=scanner.engine is not None)
     writer = RatedWriter(options.out) if options.out else None
     quarantine = QuarantineWriter(options.quarantine_out) if options.quarantine_out else None
-    if options.history and scanner.engine is not None:
-        result.history = _learn_history(scanner, scanner.engine, options.history, progress)
-    batches = scanner.rated_batches(paths, result, progress, quarantine)
-    stack = ExitStack()
-    if scanner.engine is not None:
-        # the engine is pure Python and the slowest stage: read, number and rate the
-        # next batch in a thread meanwhile (Polars releases the GIL while it works)
-        batches = prefetch(batches)
-    try:
+    with _long_lived_state(detecting=scanner.engine is not None):
+        if options.history and scanner.engine is not None:
+            result.history = _learn_history(scanner, scanner.engine, options.history, progress)
+        batches = scanner.rated_batches(paths, result, progress, quarantine)
         if scanner.engine is not None:
-            stack.enter_context(_long_lived_state())
-        for frame in batches:
-            accounts = frame.get_column("account").unique().to_list()
-            no_deck = [a for a in accounts if scanner.rater.deck_for(a) is None]
-            _summarize(result, frame, no_deck)
+            # the engine is the slowest stage: read, number and rate the next batch in a
+            # thread meanwhile (Polars releases the GIL while it works)
+            batches = prefetch(batches)
+        try:
+            for frame in batches:
+                accounts = frame.get_column("account").unique().to_list()
+                no_deck = [a for a in accounts if scanner.rater.deck_for(a) is None]
+                _summarize(result, frame, no_deck)
+                if writer is not None:
+                    writer.write(frame)
+                if result.history is not None and result.history.last is not None:
+                    early = frame.get_column("end") < result.history.last
+                    result.history.earlier_scanned += int(early.sum())
+                if scanner.engine is not None:
+                    for record in records_from_frame(frame):
+                        # with enforce=True the engine itself counts calls it would refuse
+                        scanner.engine.process(record)
+        finally:
             if writer is not None:
-                writer.write(frame)
-            if result.history is not None and result.history.last is not None:
-                early = frame.get_column("end") < result.history.last
-                result.history.earlier_scanned += int(early.sum())
-            if scanner.engine is not None:
-                for record in records_from_frame(frame):
-                    # with enforce=True the engine itself counts calls it would refuse
-                    scanner.engine.process(record)
-    finally:
-        stack.close()
-        if writer is not None:
-            writer.close()
-        if quarantine is not None:
-            quarantine.close()
+                writer.close()
+            if quarantine is not None:
+                quarantine.close()
     if scanner.engine is not None:
         scanner.engine.finish()
         result.alerts = list(scanner.engine.alerts)
@@ -418,11 +415,14 @@ def run_scan(
 
 
 @contextmanager
-def _long_lived_state() -> Iterator[None]:
+def _long_lived_state(detecting: bool) -> Iterator[None]:
     """Detection keeps its state for the whole run while a million short-lived records
     pass through: the cyclic collector would rescan that state again and again (about 4%
     of a detection scan). Collect young objects less often and leave what exists at the
     start (policy, decks, numbering tables) out of the scans; restored afterwards."""
+    if not detecting:
+        yield
+        return
     threshold = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])

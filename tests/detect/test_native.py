@@ -18,6 +18,7 @@ import pytest
 import tollguard.cdr.model
 import tollguard.detect.engine
 from tollguard import native
+from tollguard.detect.base import Settings, thresholds
 from tollguard.sim import simulate
 
 SRC = Path(native.__file__).resolve().parents[1]
@@ -146,3 +147,18 @@ def test_pure_is_forced_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv(native.PURE_ENV, "1")
     assert native._decide() is False
     assert _status(pure=True)["compiled"] is False
+
+
+def test_thresholds_are_written_the_same_whatever_their_stored_type() -> None:
+    settings = Settings(
+        enabled=True,
+        report_only=False,
+        warning={"calls": 20, "p": 1e-4, "off": float("inf")},
+        critical={"calls": 60.0, "p": 1e-7},
+        options={},
+    )
+    assert thresholds(settings, "calls") == {"warning": 20, "critical": 60}
+    assert type(thresholds(settings, "calls")["critical"]) is int
+    assert thresholds(settings, "p") == {"warning": 1e-4, "critical": 1e-7}
+    # a threshold switched off with inf (TOML allows it) is written, not an error
+    assert thresholds(settings, "off") == {"warning": float("inf"), "critical": None}

@@ -370,7 +370,7 @@ def thresholds(settings: Settings, key: str) -> dict[str, int | float | None]:
 
 
 def _plain(value: int | float | None) -> int | float | None:  # int: no float coercion
-    if value is not None and value == int(value):
+    if isinstance(value, float) and value.is_integer():  # not inf or nan: written as is
         return int(value)
     return value
 
