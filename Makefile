@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_DIR ?= demo-out
 NATIVE := src/tollguard/_native/manifest.json
-NATIVE_SOURCES := src/tollguard/native.py src/tollguard/cdr/model.py $(wildcard src/tollguard/detect/*.py)
+NATIVE_SOURCES := src/tollguard/native.py src/tollguard/cdr/model.py src/tollguard/cdr/records.py $(wildcard src/tollguard/detect/*.py)
 
 .PHONY: install install-dev native demo test lint bench clean
 

@@ -32,6 +32,7 @@ from typing import Any
 # every record: calibration, priors files and the CLI gain nothing from compiling.
 NATIVE_MODULES = (
     "tollguard/cdr/model.py",
+    "tollguard/cdr/records.py",
     "tollguard/detect/alert.py",
     "tollguard/detect/base.py",
     "tollguard/detect/concurrency.py",

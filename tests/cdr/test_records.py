@@ -59,3 +59,29 @@ def test_records_carry_exact_money_and_utc_times_across_slices() -> None:
     assert last.end.tzinfo is not None and last.end.utcoffset() == timedelta(0)
     assert last.disposition is Disposition.ANSWERED
     assert last.source_line == n
+
+
+def test_sub_second_times_survive_exactly_and_match_datetime_timestamp() -> None:
+    # microseconds that are not exact in binary: the epoch seconds must be the very float
+    # datetime.timestamp() gives, and the datetime made from them the very same instant
+    odd = [
+        T0 + timedelta(microseconds=us) for us in (1, 3, 7, 123_457, 333_333, 999_999)
+    ]  # in event order
+    frame = rated_frame(len(odd), T0).with_columns(
+        pl.Series("start", odd, dtype=pl.Datetime("us", "UTC")),
+        pl.Series("end", [t + timedelta(seconds=61) for t in odd], dtype=pl.Datetime("us", "UTC")),
+    )
+    for record, when in zip(records_from_frame(frame), odd, strict=True):
+        assert record.start_ts == when.timestamp()
+        assert record.start == when
+        assert record.end == when + timedelta(seconds=61)
+
+
+def test_an_unanswered_or_unrated_call_has_no_answer_time_and_no_cost() -> None:
+    frame = rated_frame(2, T0).with_columns(
+        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("answer"),
+        pl.lit(None, dtype=pl.Int64).alias("cost_e4"),
+    )
+    for record in records_from_frame(frame):
+        assert record.answer is None and record.answer_ts is None
+        assert record.cost is None and record.cost_e4 is None

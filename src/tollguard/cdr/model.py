@@ -8,8 +8,7 @@ convert from the source's local time using the dialing context's time zone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -82,38 +81,182 @@ def empty_records() -> pl.DataFrame:
     return pl.DataFrame(schema=RECORD_SCHEMA)
 
 
-@dataclass(slots=True)
 class CallRecord:
-    """One call, normalized and (optionally) rated, for per-record processing."""
+    """One call, normalized and (optionally) rated, for per-record processing.
 
-    record_id: str
-    account: str
-    caller: str
-    callee: str
-    start: datetime
-    end: datetime
-    duration: int
-    billsec: int
-    disposition: Disposition
-    answer: datetime | None = None
-    source: str = ""
-    hangup_cause: str = ""
-    channel: str = ""
-    dst_channel: str = ""
-    source_file: str = ""
-    source_line: int = 0
-    caller_e164: str | None = None
-    callee_e164: str | None = None
-    country: str | None = None
-    number_type: str | None = None
-    risk: str | None = None
-    cost: Decimal | None = None  # None when unrated
-    currency: str = "EUR"
-    prefix: str | None = None
-    deck: str | None = None
-    deck_row: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    Times are kept as epoch seconds (``start_ts``, ``end_ts``, ``answer_ts``) and money
+    as integer ten-thousandths (``cost_e4``): that is what the engine computes with. The
+    ``start``/``end``/``answer`` datetimes and the ``cost`` Decimal are made on first
+    use, so the bulk path (``records_from_frame``) never builds the millions it would
+    not read. Either form may be passed in: a datetime or epoch seconds (UTC) for a
+    time, a Decimal ``cost`` or an integer ``cost_e4`` for money.
+    """
+
+    __slots__ = (
+        "_answer",
+        "_cost",
+        "_end",
+        "_start",
+        "account",
+        "answer_ts",
+        "billsec",
+        "callee",
+        "callee_e164",
+        "caller",
+        "caller_e164",
+        "channel",
+        "cost_e4",
+        "country",
+        "currency",
+        "deck",
+        "deck_row",
+        "disposition",
+        "dst_channel",
+        "duration",
+        "end_ts",
+        "extra",
+        "hangup_cause",
+        "number_type",
+        "prefix",
+        "record_id",
+        "risk",
+        "source",
+        "source_file",
+        "source_line",
+        "start_ts",
+    )
+
+    def __init__(
+        self,
+        record_id: str,
+        account: str,
+        caller: str,
+        callee: str,
+        start: datetime | float,
+        end: datetime | float,
+        duration: int,
+        billsec: int,
+        disposition: Disposition,
+        answer: datetime | float | None = None,
+        source: str = "",
+        hangup_cause: str = "",
+        channel: str = "",
+        dst_channel: str = "",
+        source_file: str = "",
+        source_line: int = 0,
+        caller_e164: str | None = None,
+        callee_e164: str | None = None,
+        country: str | None = None,
+        number_type: str | None = None,
+        risk: str | None = None,
+        cost: Decimal | None = None,  # None when unrated
+        currency: str = "EUR",
+        prefix: str | None = None,
+        deck: str | None = None,
+        deck_row: int | None = None,
+        extra: dict[str, str] | None = None,
+        cost_e4: int | None = None,  # the cost in ten-thousandths, when ``cost`` is not given
+    ) -> None:
+        self.record_id = record_id
+        self.account = account
+        self.caller = caller
+        self.callee = callee
+        if isinstance(start, datetime):
+            self._start: datetime | None = start
+            self.start_ts: float = start.timestamp()
+        else:
+            self._start = None
+            self.start_ts = start
+        if isinstance(end, datetime):
+            self._end: datetime | None = end
+            self.end_ts: float = end.timestamp()
+        else:
+            self._end = None
+            self.end_ts = end
+        if isinstance(answer, datetime):
+            self._answer: datetime | None = answer
+            self.answer_ts: float | None = answer.timestamp()
+        else:
+            self._answer = None
+            self.answer_ts = answer
+        self.duration = duration
+        self.billsec = billsec
+        self.disposition = disposition
+        self.source = source
+        self.hangup_cause = hangup_cause
+        self.channel = channel
+        self.dst_channel = dst_channel
+        self.source_file = source_file
+        self.source_line = source_line
+        self.caller_e164 = caller_e164
+        self.callee_e164 = callee_e164
+        self.country = country
+        self.number_type = number_type
+        self.risk = risk
+        self._cost: Decimal | None = cost
+        self.cost_e4: int | None = cost_e4 if cost is None else int(cost * 10000)
+        self.currency = currency
+        self.prefix = prefix
+        self.deck = deck
+        self.deck_row = deck_row
+        self.extra: dict[str, str] = {} if extra is None else extra
+
+    @property
+    def start(self) -> datetime:
+        value = self._start
+        if value is None:
+            value = self._start = datetime.fromtimestamp(self.start_ts, UTC)
+        return value
+
+    @property
+    def end(self) -> datetime:
+        value = self._end
+        if value is None:
+            value = self._end = datetime.fromtimestamp(self.end_ts, UTC)
+        return value
+
+    @property
+    def answer(self) -> datetime | None:
+        value = self._answer
+        if value is None and self.answer_ts is not None:
+            value = self._answer = datetime.fromtimestamp(self.answer_ts, UTC)
+        return value
+
+    @property
+    def cost(self) -> Decimal | None:
+        value = self._cost
+        if value is None and self.cost_e4 is not None:
+            value = self._cost = cost_from_e4(self.cost_e4)
+        return value
+
+    @cost.setter
+    def cost(self, value: Decimal | None) -> None:  # rating after the record was made
+        self._cost = value
+        self.cost_e4 = None if value is None else int(value * 10000)
 
     @property
     def answered(self) -> bool:
         return self.disposition is Disposition.ANSWERED
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.record_id, self.account, self.caller, self.callee, self.start, self.end,
+            self.duration, self.billsec, self.disposition, self.answer, self.source,
+            self.hangup_cause, self.channel, self.dst_channel, self.source_file,
+            self.source_line, self.caller_e164, self.callee_e164, self.country,
+            self.number_type, self.risk, self.cost, self.currency, self.prefix, self.deck,
+            self.deck_row, self.extra,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CallRecord):
+            return NotImplemented
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return (
+            f"CallRecord(record_id={self.record_id!r}, account={self.account!r}, "
+            f"callee={self.callee!r}, end={self.end.isoformat()}, cost={self.cost})"
+        )

@@ -207,11 +207,15 @@ class Overlap:
         self.head = head
 
 
+NO_TIME = float("-inf")  # an account clock that has seen no record yet
+
+
 class AccountContext:
     """Everything detectors may read or keep about one account.
 
-    The engine fills the event-time fields before each record: ``now`` (the record's
-    end, UTC), ``start_ts``/``end_ts`` (epoch seconds), ``cost_e4`` (the record's cost
+    The engine fills the event-time fields before each record: ``now_ts`` (the
+    account's clock: the record's end, epoch seconds; ``now`` is it as a UTC datetime),
+    ``start_ts``/``end_ts`` (epoch seconds), ``cost_e4`` (the record's cost
     in integer ten-thousandths), ``offset`` (the account zone's UTC offset at the end,
     seconds), ``hour_index`` and ``day_index`` (local hours/days since 1970-01-01),
     ``slot`` (hour of week, Monday 00-01 = 0) and ``peak`` (simultaneous calls around
@@ -234,7 +238,7 @@ class AccountContext:
         "has_limits",
         "home",
         "hour_index",
-        "now",
+        "now_ts",
         "offset",
         "overlap",
         "peak_bound",
@@ -266,7 +270,7 @@ class AccountContext:
         self.zone: Any = None  # the engine's UTC offset cache for this account's zone
         self.books: Any = None  # the engine's enforcement counters for this account
         self.population: Any = None  # the engine's online population priors
-        self.now: datetime = datetime.min
+        self.now_ts = NO_TIME
         self.start_ts = 0.0
         self.end_ts = 0.0
         self.cost_e4 = 0
@@ -294,9 +298,18 @@ class AccountContext:
         return peak
 
     @property
+    def now(self) -> datetime:
+        """The account's clock as a UTC datetime (``datetime.min`` before any record)."""
+        if self.now_ts == NO_TIME:
+            return datetime.min
+        return datetime.fromtimestamp(self.now_ts, UTC)
+
+    @property
     def local(self) -> datetime:
         """The current record's end in the account's time zone."""
-        return self.now.astimezone(self.tz) if self.now != datetime.min else self.now
+        if self.now_ts == NO_TIME:
+            return datetime.min
+        return datetime.fromtimestamp(self.now_ts, self.tz)
 
     def settings(self, detector: Detector) -> Settings:
         cached = self._settings.get(detector.name)

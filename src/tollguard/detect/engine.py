@@ -33,7 +33,7 @@ from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import EVIDENCE_CAP, Alert, Evidence
 from tollguard.detect.base import (
     ACCOUNT_LEVEL,
-    E4,
+    NO_TIME,
     SPECIAL_TYPES,
     ZERO,
     AccountContext,
@@ -295,7 +295,7 @@ class Engine:
         limit. Pure: changes no state.
         """
         ctx = self._accounts.get(record.account)
-        start = record.start.timestamp()
+        start = record.start_ts
         reason = self._block_reason(record, ctx, start) if self._any_block else None
         if reason is not None or self._limits is None:
             return reason
@@ -364,23 +364,22 @@ class Engine:
         ctx = self._accounts.get(record.account)
         if ctx is None:
             ctx = self.context(record.account)
-        end_ts = record.end.timestamp()
-        start_ts = record.start.timestamp()
-        cost = record.cost
-        cost_e4 = 0 if cost is None else int(cost * E4)
+        end_ts = record.end_ts
+        start_ts = record.start_ts
+        cost_e4 = record.cost_e4 or 0
         # the account's clock (local hours and days since the epoch, hour of week)
         off = ctx.zone.at(end_ts)
         hour_index = int((end_ts + off) // 3600)
-        if hour_index >= ctx.hour_index or ctx.now == datetime.min:
-            ctx.now = record.end
+        if hour_index >= ctx.hour_index or ctx.now_ts == NO_TIME:
+            ctx.now_ts = end_ts
             if hour_index != ctx.hour_index:
                 day_index = hour_index // 24
                 ctx.hour_index = hour_index
                 ctx.day_index = day_index
                 ctx.slot = (hour_index + EPOCH_SLOT_OFFSET) % HOURS_PER_WEEK
                 ctx.sig.advance(hour_index, day_index)
-        elif record.end > ctx.now:  # a late record (out of order): keep the clock
-            ctx.now = record.end
+        elif end_ts > ctx.now_ts:  # a late record (out of order): keep the clock
+            ctx.now_ts = end_ts
         ctx.start_ts = start_ts
         ctx.end_ts = end_ts
         ctx.cost_e4 = cost_e4
@@ -438,7 +437,7 @@ class Engine:
         ctx.cur = None
         clean = ctx.clean = not critical
         sig = ctx.sig
-        sig.count(record, clean, cost_e4)
+        sig.count(record, clean)
         if clean and ctx.peak_bound > sig.day_peak and ctx.peak > sig.day_peak:
             sig.day_peak = ctx.peak
         ctx.overlap.add(start_ts, end_ts)

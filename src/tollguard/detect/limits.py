@@ -171,7 +171,7 @@ class LimitsDetector(BaseDetector):
             return None
         prep = self._prepared(ctx)
         lim = prep.lim
-        start = record.start.timestamp() if start_ts is None else start_ts
+        start = record.start_ts if start_ts is None else start_ts
         local_s = start + (ctx.zone.at(start) if ctx.zone is not None else ctx.offset)
         static = _static_breach(record, ctx, prep, local_s)
         if static is not None and static[0] != "max_call_duration_s":  # unknown at call start

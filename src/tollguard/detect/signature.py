@@ -379,16 +379,16 @@ class Signature:
         self.day_peak = 0
 
     # -- learning -----------------------------------------------------------
-    def count(self, record: CallRecord, clean: bool, cost_e4: int | None = None) -> None:
-        """Add a record to the current buckets (and, when clean, to what is learned).
-        ``cost_e4``: the record's cost in integer ten-thousandths when already known."""
+    def count(self, record: CallRecord, clean: bool) -> None:
+        """Add a record to the current buckets (and, when clean, to what is learned)."""
         self.bucket_calls += 1
         if not clean:
             return
         self.bucket_clean += 1
         lam = 0.999  # per call: cost/duration moments follow the last ~1000 calls
-        if record.cost is not None:
-            v = (cost_e4 if cost_e4 is not None else int(record.cost * 10000)) / 10000.0
+        e4 = record.cost_e4
+        if e4 is not None:
+            v = e4 / 10000.0
             self.cost_n = self.cost_n * lam + 1.0
             self.cost_s = self.cost_s * lam + v
             self.cost_s2 = self.cost_s2 * lam + v * v
