@@ -35,6 +35,8 @@ NATIVE_MODULES = (
     "tollguard/cdr/records.py",
     "tollguard/detect/alert.py",
     "tollguard/detect/base.py",
+    "tollguard/detect/books.py",
+    "tollguard/detect/clock.py",
     "tollguard/detect/concurrency.py",
     "tollguard/detect/destination.py",
     "tollguard/detect/deviation.py",

@@ -26,6 +26,9 @@ from mypy_extensions import mypyc_attr
 
 from tollguard.cdr.model import CallRecord, cost_from_e4
 from tollguard.detect.alert import Severity
+from tollguard.detect.books import Books
+from tollguard.detect.clock import ZoneOffsets
+from tollguard.detect.population import Population
 from tollguard.detect.signature import Signature
 from tollguard.policy import ResolvedAccount
 
@@ -265,11 +268,14 @@ class AccountContext:
         self.home = policy.context.country
         self.terminating = policy.traffic == "terminating"
         self.has_limits = _nonempty(policy.limits)
-        self.active: list[tuple[Detector, bool, Settings, bool]] = []  # enabled detectors
-        self.cur: Any = None  # the settings of the detector being called (set by the engine)
-        self.zone: Any = None  # the engine's UTC offset cache for this account's zone
-        self.books: Any = None  # the engine's enforcement counters for this account
-        self.population: Any = None  # the engine's online population priors
+        # enabled detectors: (detector, capped to warnings, settings, only special calls)
+        self.active: list[tuple[BaseDetector, bool, Settings, bool]] = []
+        # set by the engine: the settings of the detector being called, the UTC offsets
+        # of this account's zone, its enforcement counters and the population priors
+        self.cur: Settings | None = None
+        self.zone = ZoneOffsets(self.tz)  # the engine shares one per zone
+        self.books = Books()
+        self.population: Population | None = None
         self.now_ts = NO_TIME
         self.start_ts = 0.0
         self.end_ts = 0.0
@@ -368,8 +374,27 @@ class BaseDetector:
     default_critical: ClassVar[dict[str, float]] = {}
     default_options: ClassVar[dict[str, Any]] = {}
 
+    def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
+        raise NotImplementedError(f"{type(self).__name__} must define observe()")
+
     def finish(self) -> list[tuple[Finding, AccountContext]]:
         return []
+
+
+class ForeignDetector(BaseDetector):
+    """A detector that does not extend ``BaseDetector``, behind its interface: the engine
+    then calls every detector the same way, which the compiled path does directly
+    instead of looking the method up by name for every record."""
+
+    def __init__(self, inner: Detector) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def observe(self, record: CallRecord, ctx: AccountContext) -> list[Finding]:
+        return self.inner.observe(record, ctx)
+
+    def finish(self) -> list[tuple[Finding, AccountContext]]:
+        return self.inner.finish()
 
 
 def thresholds(settings: Settings, key: str) -> dict[str, int | float | None]:

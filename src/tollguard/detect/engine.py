@@ -23,11 +23,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any
-from zoneinfo import ZoneInfo
 
 from tollguard.cdr.model import CallRecord
 from tollguard.detect.alert import EVIDENCE_CAP, Alert, Evidence
@@ -35,13 +32,16 @@ from tollguard.detect.base import (
     ACCOUNT_LEVEL,
     NO_TIME,
     SPECIAL_TYPES,
-    ZERO,
     AccountContext,
+    BaseDetector,
     Detector,
     Finding,
+    ForeignDetector,
     Settings,
     dec,
 )
+from tollguard.detect.books import Books, EnforcementSummary
+from tollguard.detect.clock import ZoneOffsets
 from tollguard.detect.population import Population
 from tollguard.detect.priors_file import policy_priors
 from tollguard.detect.signature import EPOCH_SLOT_OFFSET, HOURS_PER_WEEK, Priors, Signature
@@ -49,102 +49,9 @@ from tollguard.policy import Policy
 
 
 @dataclass(slots=True)
-class EnforcementSummary:
-    """What enforcement did (or, with ``enforce=False``, would have done) for one account."""
-
-    account: str
-    blocked_at: datetime | None = None  # the account was blocked from this event time on
-    blocked_by: str | None = None  # id of the alert that blocked it
-    cost_incurred: Decimal = ZERO  # cost of the calls that went through
-    cost_prevented: Decimal = ZERO  # cost of the calls refused
-    calls_refused: int = 0
-    calls_allowed: int = 0
-    # numbers/prefixes (for everyone) and this account's destinations ("country:TL",
-    # "number_type:PREMIUM_RATE") blocked, with the time of the block
-    blocked_subjects: dict[str, datetime] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "account": self.account,
-            "blocked_at": self.blocked_at.isoformat() if self.blocked_at else None,
-            "blocked_by": self.blocked_by,
-            "cost_incurred": str(self.cost_incurred),
-            "cost_prevented": str(self.cost_prevented),
-            "calls_refused": self.calls_refused,
-            "calls_allowed": self.calls_allowed,
-            "blocked_subjects": {k: v.isoformat() for k, v in self.blocked_subjects.items()},
-        }
-
-
-class _Books:
-    """Per-account enforcement counters (integer e4 money; converted in ``enforcement``)."""
-
-    __slots__ = (
-        "blocked_at",
-        "blocked_by",
-        "blocked_subjects",
-        "calls_allowed",
-        "calls_refused",
-        "dest_blocks",
-        "incurred_e4",
-        "prevented_e4",
-    )
-
-    def __init__(self) -> None:
-        self.blocked_at: datetime | None = None
-        self.blocked_by: str | None = None
-        self.blocked_subjects: dict[str, datetime] = {}
-        self.dest_blocks: dict[str, tuple[float, datetime]] = {}  # "country:TL" -> block
-        self.calls_allowed = 0
-        self.calls_refused = 0
-        self.incurred_e4 = 0
-        self.prevented_e4 = 0
-
-    def summary(self, account: str) -> EnforcementSummary:
-        return EnforcementSummary(
-            account=account,
-            blocked_at=self.blocked_at,
-            blocked_by=self.blocked_by,
-            cost_incurred=dec(self.incurred_e4),
-            cost_prevented=dec(self.prevented_e4),
-            calls_refused=self.calls_refused,
-            calls_allowed=self.calls_allowed,
-            blocked_subjects=dict(self.blocked_subjects),
-        )
-
-
-@dataclass(slots=True)
 class _Open:
     alert: Alert
     last: float  # epoch seconds of the last record of the situation
-
-
-class _Offsets:
-    """UTC offset of one time zone by epoch second, cached per 15 minutes (zone
-    transitions fall on quarter hours); records arrive in time order, so the last
-    bucket almost always answers."""
-
-    __slots__ = ("bucket", "cache", "offset", "tz")
-
-    def __init__(self, tz: ZoneInfo) -> None:
-        self.tz = tz
-        self.bucket = -1
-        self.offset = 0.0
-        self.cache: dict[int, float] = {}
-
-    def at(self, ts: float) -> float:
-        bucket = int(ts // 900)
-        if bucket == self.bucket:
-            return self.offset
-        off = self.cache.get(bucket)
-        if off is None:
-            delta = datetime.fromtimestamp(bucket * 900, self.tz).utcoffset()
-            off = delta.total_seconds() if delta else 0.0
-            if len(self.cache) > 50_000:
-                self.cache.clear()
-            self.cache[bucket] = off
-        self.bucket, self.offset = bucket, off
-        return off
 
 
 def default_detectors() -> list[Detector]:
@@ -220,8 +127,8 @@ class Engine:
         )
         self._accounts: dict[str, AccountContext] = {}
         self._open: dict[tuple[str, str, str, str], _Open] = {}
-        self._books: dict[str, _Books] = {}
-        self._offsets: dict[str, _Offsets] = {}
+        self._books: dict[str, Books] = {}
+        self._offsets: dict[str, ZoneOffsets] = {}
         self._blocked_accounts: dict[str, tuple[float, datetime, str]] = {}
         self._blocked_numbers: dict[str, tuple[float, datetime]] = {}
         self._blocked_prefixes: dict[str, tuple[float, datetime]] = {}
@@ -239,10 +146,9 @@ class Engine:
         ctx = AccountContext(account, resolved, Signature(self.priors))
         zone = self._offsets.get(resolved.timezone)
         if zone is None:
-            zone = self._offsets[resolved.timezone] = _Offsets(ctx.tz)
-        ctx.zone = zone
+            zone = self._offsets[resolved.timezone] = ctx.zone
+        ctx.zone = zone  # one offset cache per zone, shared by its accounts
         ctx.population = self.population
-        ctx.books = _Books()
         return ctx
 
     def context(self, account: str) -> AccountContext:
@@ -250,12 +156,13 @@ class Engine:
         if ctx is None:
             ctx = self._accounts[account] = self._new_context(account)
             self._books[account] = ctx.books
-            active: list[tuple[Detector, bool, Settings, bool]] = []
+            active: list[tuple[BaseDetector, bool, Settings, bool]] = []
             for det in self.detectors:
                 settings = ctx.settings(det)
                 if settings.enabled:
                     cap = ctx.terminating and det.name in ACCOUNT_LEVEL
-                    active.append((det, cap, settings, _only_special(det, settings)))
+                    native = det if isinstance(det, BaseDetector) else ForeignDetector(det)
+                    active.append((native, cap, settings, _only_special(det, settings)))
             ctx.active = active
         return ctx
 
@@ -543,7 +450,7 @@ class Engine:
         self._blocked_prefixes.clear()
         self._any_block = False
         for account, ctx in self._accounts.items():
-            ctx.books = self._books[account] = _Books()
+            ctx.books = self._books[account] = Books()
 
     # -- introspection ------------------------------------------------------
     def signature(self, account: str) -> Signature | None:

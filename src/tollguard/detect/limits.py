@@ -172,7 +172,7 @@ class LimitsDetector(BaseDetector):
         prep = self._prepared(ctx)
         lim = prep.lim
         start = record.start_ts if start_ts is None else start_ts
-        local_s = start + (ctx.zone.at(start) if ctx.zone is not None else ctx.offset)
+        local_s = start + ctx.zone.at(start)
         static = _static_breach(record, ctx, prep, local_s)
         if static is not None and static[0] != "max_call_duration_s":  # unknown at call start
             return f"{static[0]}: {static[2]}"
@@ -278,7 +278,7 @@ class LimitsDetector(BaseDetector):
                 del c.starts[: bisect.bisect_left(c.starts, cutoff)]
 
         out: list[Finding] = []
-        start_off = ctx.zone.at(start) if ctx.zone is not None else ctx.offset
+        start_off = ctx.zone.at(start)
         static = _static_breach(record, ctx, prep, start + start_off)
         if static is not None:
             sparam, svalue, swhy = static
