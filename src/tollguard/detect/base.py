@@ -15,7 +15,7 @@ cached in the context.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -181,7 +181,11 @@ class Overlap:
         n = len(ends)
         if lo == n:
             return 1
-        starts = sorted(s2 for s2 in self.starts[lo:] if s2 < end)
+        starts = self.starts[lo:]
+        starts.sort()
+        cut = bisect_left(starts, end)  # only calls that started before the new one ended
+        if cut < len(starts):
+            del starts[cut:]
         peak = 1
         j = lo
         for k, s2 in enumerate(starts, 2):
