@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 DEMO_DIR ?= demo-out
 NATIVE := src/tollguard/_native/manifest.json
-NATIVE_SOURCES := src/tollguard/native.py src/tollguard/cdr/model.py src/tollguard/cdr/records.py $(wildcard src/tollguard/detect/*.py)
+# the compiled modules, as listed once in native.py's NATIVE_MODULES
+NATIVE_SOURCES := src/tollguard/native.py \
+	$(addprefix src/,$(shell sed -n 's/^    "\(tollguard\/[a-z_/]*\.py\)",$$/\1/p' src/tollguard/native.py))
 
 .PHONY: install install-dev native demo test lint bench clean
 

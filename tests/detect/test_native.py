@@ -162,3 +162,16 @@ def test_thresholds_are_written_the_same_whatever_their_stored_type() -> None:
     assert thresholds(settings, "p") == {"warning": 1e-4, "critical": 1e-7}
     # a threshold switched off with inf (TOML allows it) is written, not an error
     assert thresholds(settings, "off") == {"warning": float("inf"), "critical": None}
+
+
+def test_make_rebuilds_when_any_compiled_source_changes_and_only_then() -> None:
+    """The Makefile reads its list of compiled sources from NATIVE_MODULES."""
+    root = SRC.parent
+    if shutil.which("make") is None:
+        pytest.fail("make is needed to run the Makefile's own checks")
+    dump = subprocess.run(
+        ["make", "-pn", "native"], cwd=root, capture_output=True, text=True, timeout=60
+    ).stdout
+    line = next(x for x in dump.splitlines() if x.startswith("NATIVE_SOURCES :="))
+    listed = line.split(":=", 1)[1].split()
+    assert listed == ["src/tollguard/native.py", *(f"src/{m}" for m in native.NATIVE_MODULES)]
