@@ -81,6 +81,13 @@ def empty_records() -> pl.DataFrame:
     return pl.DataFrame(schema=RECORD_SCHEMA)
 
 
+def _time(value: datetime | float) -> tuple[datetime | None, float]:
+    """A time given either way: (the datetime when given, its epoch seconds)."""
+    if isinstance(value, datetime):
+        return value, value.timestamp()
+    return None, value
+
+
 class CallRecord:
     """One call, normalized and (optionally) rated, for per-record processing.
 
@@ -161,24 +168,18 @@ class CallRecord:
         self.account = account
         self.caller = caller
         self.callee = callee
-        if isinstance(start, datetime):
-            self._start: datetime | None = start
-            self.start_ts: float = start.timestamp()
+        self._start: datetime | None
+        self._end: datetime | None
+        self._answer: datetime | None
+        self.start_ts: float
+        self.end_ts: float
+        self.answer_ts: float | None
+        self._start, self.start_ts = _time(start)
+        self._end, self.end_ts = _time(end)
+        if answer is None:
+            self._answer, self.answer_ts = None, None
         else:
-            self._start = None
-            self.start_ts = start
-        if isinstance(end, datetime):
-            self._end: datetime | None = end
-            self.end_ts: float = end.timestamp()
-        else:
-            self._end = None
-            self.end_ts = end
-        if isinstance(answer, datetime):
-            self._answer: datetime | None = answer
-            self.answer_ts: float | None = answer.timestamp()
-        else:
-            self._answer = None
-            self.answer_ts = answer
+            self._answer, self.answer_ts = _time(answer)
         self.duration = duration
         self.billsec = billsec
         self.disposition = disposition
