@@ -77,6 +77,11 @@ def cost_from_e4(value: int) -> Decimal:
     return Decimal(value).scaleb(-4)  # same value and exponent as /10000 quantized, faster
 
 
+def e4_from_cost(value: Decimal) -> int:
+    """A Decimal amount as integer ten-thousandths (digits beyond four places dropped)."""
+    return int(value * 10000)
+
+
 def empty_records() -> pl.DataFrame:
     return pl.DataFrame(schema=RECORD_SCHEMA)
 
@@ -195,7 +200,7 @@ class CallRecord:
         self.number_type = number_type
         self.risk = risk
         self._cost: Decimal | None = cost
-        self.cost_e4: int | None = cost_e4 if cost is None else int(cost * 10000)
+        self.cost_e4: int | None = cost_e4 if cost is None else e4_from_cost(cost)
         self.currency = currency
         self.prefix = prefix
         self.deck = deck
@@ -233,7 +238,7 @@ class CallRecord:
     @cost.setter
     def cost(self, value: Decimal | None) -> None:  # rating after the record was made
         self._cost = value
-        self.cost_e4 = None if value is None else int(value * 10000)
+        self.cost_e4 = None if value is None else e4_from_cost(value)
 
     @property
     def answered(self) -> bool:

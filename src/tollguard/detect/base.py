@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from mypy_extensions import mypyc_attr
 
-from tollguard.cdr.model import CallRecord, cost_from_e4
+from tollguard.cdr.model import CallRecord, cost_from_e4, e4_from_cost
 from tollguard.detect.alert import Severity
 from tollguard.detect.books import Books
 from tollguard.detect.clock import ZoneOffsets
@@ -47,9 +47,7 @@ SPECIAL_TYPES = frozenset({"PREMIUM_RATE", "SATELLITE", "SHARED_COST", "UAN", "P
 
 def e4_of(value: Decimal | None) -> int:
     """A Decimal amount as integer ten-thousandths (0 for None)."""
-    if value is None:
-        return 0
-    return int(value * E4)
+    return 0 if value is None else e4_from_cost(value)
 
 
 dec = cost_from_e4  # integer ten-thousandths as an exact Decimal with four places
